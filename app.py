@@ -1,0 +1,23 @@
+"""Launch the denoiser web page: `python app.py`, then open http://127.0.0.1:7860."""
+
+import argparse
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # works offline; sends nothing anywhere
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--model", help="checkpoint, .onnx or .engine (default: checkpoints/default-color.safetensors)")
+    ap.add_argument("--backend", default="auto", choices=["auto", "torch", "onnxruntime", "tensorrt"])
+    ap.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to serve your network")
+    ap.add_argument("--port", type=int, default=7860)
+    args = ap.parse_args()
+
+    from denoiser.ui import launch
+
+    launch(args.model, host=args.host, port=args.port, backend=args.backend)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""Self-describing checkpoints: safetensors weights plus JSON metadata in the same file.
+
+The metadata holds the model config (so loading needs no flags), the training config, the
+data/noise description, metrics and the code version. Loading never unpickles anything, so
+a checkpoint from a stranger cannot run code. Writes are atomic (temp file + rename), so a
+run killed mid-save leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from . import __version__
+from .config import ModelConfig, from_dict, to_dict
+from .model import UNet
+
+FORMAT = "denoiser-checkpoint-v1"
+
+
+def save_checkpoint(path: str | Path, model: UNet, **meta: Any) -> Path:
+    """Save weights + metadata. Extra keyword arguments must be JSON-serialisable."""
+    path = Path(path)
+    model = getattr(model, "module", model)  # unwrap DDP
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    header = {"format": FORMAT, "code_version": __version__, "model": to_dict(model.cfg), **meta}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={"denoiser": json.dumps(header)})
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_metadata(path: str | Path) -> dict:
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            raw = (f.metadata() or {}).get("denoiser")
+    except Exception as e:  # safetensors raises its own error types for damaged files
+        raise ValueError(f"{path}: not a readable safetensors checkpoint ({e})") from None
+    if raw is None:
+        raise ValueError(f"{path}: safetensors file without denoiser metadata (not a denoiser checkpoint)")
+    meta = json.loads(raw)
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{path}: unknown checkpoint format {meta.get('format')!r}")
+    return meta
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[UNet, dict]:
+    """Rebuild the model from the file's own config and load its weights."""
+    from safetensors.torch import load_file
+
+    meta = read_metadata(path)
+    model = UNet(from_dict(ModelConfig, meta["model"]))
+    model.load_state_dict(load_file(str(path), device=str(device)))
+    return model.to(device).eval(), meta
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

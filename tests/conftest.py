@@ -1,0 +1,55 @@
+"""Shared fixtures: a tiny model trained for real (a few steps) and its real ONNX export.
+
+Session-scoped because export takes seconds on a 2-core CPU; every test that needs "a model"
+uses these, so the whole pipeline (train -> checkpoint -> export) runs once per test session.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from denoiser.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO / "data"
+TINY_MODEL = ModelConfig(channels=3, width=8, levels=2)
+
+gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def tiny_run_config(steps: int = 8, **data) -> RunConfig:
+    return RunConfig(model=TINY_MODEL,
+                     data=DataConfig(crop=32, batch_size=4, val_count=4, val_crop=32, **data),
+                     train=TrainConfig(steps=steps, val_interval=4, snapshot_interval=4, log_interval=2, threads=2))
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    from denoiser.train import train
+
+    return train(tiny_run_config(), tmp_path_factory.mktemp("tiny-run"), progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tiny_checkpoint, tmp_path_factory) -> Path:
+    from denoiser.export import export_checkpoint
+
+    out = tmp_path_factory.mktemp("tiny-onnx") / "tiny.onnx"
+    export_checkpoint(tiny_checkpoint, out)
+    return out
+
+
+@pytest.fixture
+def sample_rgb() -> Image.Image:
+    return Image.open(DATA / "astronaut.png").convert("RGB")
+
+
+def noisy_uint8(clean: np.ndarray, sigma: float, seed: int = 0) -> np.ndarray:
+    from denoiser.noise import protocol_noisy_uint8
+
+    return protocol_noisy_uint8(clean, sigma, seed)

@@ -1,0 +1,36 @@
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from denoiser.checkpoint import file_sha256, load_checkpoint
+from denoiser.cli import main
+from denoiser.export import read_onnx_metadata, sidecar_path
+
+
+def test_export_is_checked_and_described(tiny_checkpoint, tiny_onnx):
+    onnx.checker.check_model(onnx.load(str(tiny_onnx)))
+    side = json.loads(sidecar_path(tiny_onnx).read_text())
+    assert side["check"]["passed"] and side["check"]["size"] == [37, 53]
+    assert side["source"]["sha256"] == file_sha256(tiny_checkpoint)
+    assert side["sha256"] == file_sha256(tiny_onnx)
+    assert read_onnx_metadata(tiny_onnx)["model"]["width"] == 8
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 37, 53), (3, 3, 64, 40), (1, 3, 5, 7)])
+def test_onnx_has_dynamic_batch_and_size_and_matches_torch(tiny_checkpoint, tiny_onnx, shape):
+    model, _ = load_checkpoint(tiny_checkpoint)
+    x = torch.rand(*shape, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = model(x).numpy()
+    sess = ort.InferenceSession(str(tiny_onnx), providers=["CPUExecutionProvider"])
+    out = sess.run(None, {"input": x.numpy()})[0]
+    assert out.shape == shape and np.abs(out - ref).max() < 1e-4
+
+
+def test_cli_export_reports_missing_checkpoint(tmp_path, capsys):
+    assert main(["export", str(tmp_path / "missing.safetensors"), "-o", str(tmp_path / "x.onnx")]) == 2
+    assert "error" in capsys.readouterr().err
