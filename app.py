@@ -12,11 +12,15 @@ def main() -> None:
     ap.add_argument("--backend", default="auto", choices=["auto", "torch", "onnxruntime", "tensorrt"])
     ap.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to serve your network")
     ap.add_argument("--port", type=int, default=7860)
+    ap.add_argument("--runs-dir", help="where the Train tab writes its runs (default: runs/)")
+    ap.add_argument("--data-root", help="let the Train tab use server folders under this one (default: uploads only)")
+    ap.add_argument("--max-upload-mb", type=float, default=50, help="largest file an upload may be")
     args = ap.parse_args()
 
     from denoiser.ui import launch
 
-    launch(args.model, host=args.host, port=args.port, backend=args.backend)
+    launch(args.model, host=args.host, port=args.port, backend=args.backend, runs_dir=args.runs_dir,
+           data_root=args.data_root, max_upload_mb=args.max_upload_mb)
 
 
 if __name__ == "__main__":

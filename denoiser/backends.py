@@ -31,45 +31,69 @@ class TorchBackend:
 
 
 class OnnxRuntimeBackend:
-    name = "onnxruntime"
+    """An exported ONNX file (FP32, FP16 or INT8 Q/DQ) on ONNX Runtime.
 
-    def __init__(self, path: str | Path, precision: str = "fp32", threads: int = 0,
+    Providers: short names ("tensorrt", "cuda", "cpu") or ONNX Runtime's own, in order of
+    preference; by default CUDA where that ONNX Runtime build has it, else the CPU. The
+    TensorRT provider builds its own engine at session start, so it runs only when asked for.
+    """
+
+    name = "onnxruntime"
+    PROVIDERS = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider",
+                 "cpu": "CPUExecutionProvider"}
+
+    def __init__(self, path: str | Path, precision: str | None = None, threads: int = 0,
                  providers: list[str] | None = None):
         import onnxruntime as ort
 
+        from .export import read_onnx_metadata
+
+        meta = read_onnx_metadata(path)
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
         available = ort.get_available_providers()
-        wanted = providers or [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+        if providers:
+            wanted = [self.PROVIDERS.get(p.lower(), p) for p in providers]
+            missing = [p for p in wanted if p not in available]
+            if missing:
+                raise RuntimeError(f"ONNX Runtime here lacks {', '.join(missing)} (it has {', '.join(available)})")
+        else:
+            wanted = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
         self.session = ort.InferenceSession(str(path), opts, providers=wanted)
         self.providers = self.session.get_providers()
         self.input_name = self.session.get_inputs()[0].name
-        self.precision = precision
+        self.precision = precision or meta.get("precision", "fp32")
+        self.int8_target = meta.get("int8_target") if self.precision == "int8" else None
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
 
     def describe(self) -> str:
-        where = "CUDA" if "CUDAExecutionProvider" in self.providers else "CPU"
-        return f"ONNX Runtime {self.precision} on {where}"
+        where = {"TensorrtExecutionProvider": "TensorRT", "CUDAExecutionProvider": "CUDA"}.get(self.providers[0], "CPU")
+        kind = f"{self.precision} ({self.int8_target} target)" if self.int8_target else self.precision
+        return f"ONNX Runtime {kind} on {where}"
 
 
 class TensorRTBackend:
+    """A TensorRT engine (refused unless it matches this GPU and TensorRT). `profile` is the
+    range of tile shapes it takes: see tensorrt.fit_tile."""
+
     name = "tensorrt"
 
-    def __init__(self, engine_path: str | Path, precision: str = "unknown"):
+    def __init__(self, engine_path: str | Path, precision: str | None = None):
         from .tensorrt import TensorRTRunner  # checks the engine matches this GPU and TensorRT
 
         self.runner = TensorRTRunner(engine_path)
-        self.precision = precision
+        self.profile = self.runner.profile
+        self.precision = precision if precision not in (None, "unknown") else self.runner.meta.get("precision", "unknown")
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        y = self.runner(torch.from_numpy(np.ascontiguousarray(x)).cuda())
-        return y.float().cpu().numpy()
+        y = self.runner(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
+        return y.cpu().numpy()
 
     def describe(self) -> str:
-        return f"TensorRT {self.precision} engine on {torch.cuda.get_device_name()}"
+        return f"TensorRT {self.precision} engine ({self.runner.flavour}) on {torch.cuda.get_device_name()}"
 
 
 def tensorrt_usable() -> bool:

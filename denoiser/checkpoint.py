@@ -24,13 +24,23 @@ from .config import ModelConfig, from_dict, to_dict
 from .model import UNet
 
 FORMAT = "denoiser-checkpoint-v1"
+EXTRA_PREFIXES = ("opt.", "ema.", "rng.")  # training state; never part of the model
 
 
-def save_checkpoint(path: str | Path, model: UNet, **meta: Any) -> Path:
-    """Save weights + metadata. Extra keyword arguments must be JSON-serialisable."""
+def save_checkpoint(path: str | Path, model: UNet, extra_tensors: dict[str, torch.Tensor] | None = None,
+                    **meta: Any) -> Path:
+    """Save weights + metadata. Extra keyword arguments must be JSON-serialisable.
+
+    `extra_tensors` (optimizer moments, EMA, RNG state of a training snapshot) go into the
+    same file under prefixed names, so a snapshot is one atomic write: weights and training
+    state can never come from different steps.
+    """
     path = Path(path)
     model = getattr(model, "module", model)  # unwrap DDP
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    for k, v in (extra_tensors or {}).items():
+        assert k.startswith(EXTRA_PREFIXES), k
+        tensors[k] = v.detach().cpu().contiguous()
     header = {"format": FORMAT, "code_version": __version__, "model": to_dict(model.cfg), **meta}
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
@@ -64,8 +74,16 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
 
     meta = read_metadata(path)
     model = UNet(from_dict(ModelConfig, meta["model"]))
-    model.load_state_dict(load_file(str(path), device=str(device)))
+    tensors = load_file(str(path), device=str(device))
+    model.load_state_dict({k: v for k, v in tensors.items() if not k.startswith(EXTRA_PREFIXES)})
     return model.to(device).eval(), meta
+
+
+def load_extra_tensors(path: str | Path, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+    """The training-state tensors of a snapshot (see `save_checkpoint`)."""
+    from safetensors.torch import load_file
+
+    return {k: v for k, v in load_file(str(path), device=str(device)).items() if k.startswith(EXTRA_PREFIXES)}
 
 
 def file_sha256(path: str | Path) -> str:

@@ -10,37 +10,59 @@ import json
 import sys
 from pathlib import Path
 
-from .config import DataConfig, ExportConfig, ModelConfig, NoiseConfig, RunConfig, TrainConfig
+from .config import (DataConfig, EngineProfile, ExportConfig, ModelConfig, NoiseConfig, RunConfig, SynthConfig,
+                     TrainConfig, parse_hw)
 
 EXAMPLES = """examples:
   denoiser denoise photos/ -o clean/                 denoise a folder with the default model
   denoiser denoise scan.tif --strength 0.7 -o out/   keep some grain
-  denoiser train --clean my_photos/ --steps 5000 --run runs/mine
-  denoiser train --pairs noisy/ clean/ --init checkpoints/default-color.safetensors
+  denoiser train --clean my_photos/ --steps 5000 --run-dir runs/mine
+  denoiser train --pairs noisy/ clean/ --init checkpoints/default-color.safetensors --run-dir runs/ft
   denoiser export runs/mine/model.safetensors -o mine.onnx
   denoiser eval --model mine.onnx --clean testset/ --sigma 25
+  denoiser synth --clean my_photos/ --noise camera -o pairs/    see (and reuse) what training sees
+  denoiser estimate-noise scan.png photos/                      sigma of each image's noise
 """
 
 
 def _denoise(args: argparse.Namespace) -> int:
-    from .batch import BatchOptions, denoise_files
-    from .inference import Denoiser
+    import signal
+    import threading
 
-    dn = Denoiser.load(args.model, backend=args.backend, device=args.device, tile=args.tile, threads=args.threads)
+    from .batch import BatchOptions, denoise_files, parse_shard, shard_from_env
+    from .inference import DEFAULT_MEMORY_MB, Denoiser
+
+    if args.skip_existing and args.overwrite:
+        raise ValueError("--skip-existing and --overwrite exclude each other")
+    if not 0.0 <= args.strength <= 1.0:
+        raise ValueError(f"--strength must be in [0, 1], got {args.strength}")
+    shard = parse_shard(args.shard) if args.shard else shard_from_env()
+    dn = Denoiser.load(args.model, backend=args.backend, device=args.device, tile=args.tile, threads=args.threads,
+                       memory_mb=args.memory_mb or DEFAULT_MEMORY_MB)
     print(f"model: {dn.describe()}", file=sys.stderr)
+    extra = {"max_pixels": args.max_pixels} if args.max_pixels else {}
     opts = BatchOptions(recursive=args.recursive, suffix=args.suffix, format=args.format, quality=args.quality,
-                        strength=args.strength, skip_existing=args.skip_existing, overwrite=args.overwrite,
-                        max_pixels=args.max_pixels)
+                        strength=args.strength, sigma=args.sigma, skip_existing=args.skip_existing,
+                        overwrite=args.overwrite, workers=args.workers, shard=shard, **extra)
 
     def progress(i: int, n: int, r) -> None:
         status = "ok" if r.status == "ok" else f"{r.status}: {r.reason}"
         print(f"[{i}/{n}] {r.input} -> {r.output or '-'} ({status})", file=sys.stderr)
 
-    report = denoise_files(dn, args.inputs, args.output, opts, progress)
+    def stop(signum, frame):  # SIGTERM stops like Ctrl-C: no new work, writes in flight finish
+        raise KeyboardInterrupt
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, stop) if main_thread else None
+    try:
+        report = denoise_files(dn, args.inputs, args.output, opts, progress)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
     print(report.summary(), file=sys.stderr)
     if args.report:
-        report.to_json(args.report)
-    if not report.results:
+        print(f"report: {report.to_json(args.report)}", file=sys.stderr)
+    if not report.results and shard[1] == 1:  # a shard may rightly get nothing
         print("no images found in the given inputs", file=sys.stderr)
         return 1
     return 1 if report.failed else 0
@@ -53,15 +75,22 @@ def _train(args: argparse.Namespace) -> int:
     if args.channels not in (1, 3):
         raise ValueError("--channels must be 1 (gray) or 3 (colour)")
     noise = parse_noise_spec(args.noise, args.quantize_prob)
-    data = DataConfig(clean_dirs=tuple(args.clean), procedural=not args.no_procedural or not args.clean,
+    data = DataConfig(clean_dirs=tuple(args.clean), procedural=not args.no_procedural or not (args.clean or args.pairs),
                       procedural_weight=args.procedural_weight, pairs=tuple(args.pairs) if args.pairs else None,
-                      channels=args.channels, crop=args.crop, batch_size=args.batch_size,
-                      num_workers=args.workers, val_count=args.val_count)
+                      pairs_weight=args.pairs_weight, channels=args.channels, crop=args.crop,
+                      batch_size=args.batch_size, num_workers=args.workers, val_count=args.val_count,
+                      val_dir=args.val_dir, val_holdout=args.val_holdout, clean_weights=tuple(args.clean_weights))
     model = ModelConfig(channels=args.channels, width=args.width, levels=args.levels)
-    tr = TrainConfig(steps=args.steps, lr=args.lr, warmup_steps=args.warmup, seed=args.seed, device=args.device,
-                     val_interval=args.val_interval, snapshot_interval=args.snapshot_interval,
-                     log_interval=args.log_interval, threads=args.threads)
-    final = train(RunConfig(noise, data, model, tr), args.run, resume=args.resume, init=args.init)
+    tr = TrainConfig(steps=args.steps, epochs=args.epochs, solver=args.solver, lr=args.lr, momentum=args.momentum,
+                     weight_decay=args.weight_decay, schedule=args.schedule, warmup_steps=args.warmup,
+                     step_every=args.step_every, step_gamma=args.step_gamma, loss=args.loss,
+                     ssim_weight=args.ssim_weight, grad_clip=args.grad_clip, ema=args.ema, amp=args.amp,
+                     channels_last=args.channels_last, seed=args.seed, device=args.device,
+                     log_interval=args.log_interval, val_interval=args.val_interval,
+                     snapshot_interval=args.snapshot_interval, preview_count=args.previews,
+                     tensorboard=args.tensorboard, threads=args.threads)
+    final = train(RunConfig(noise, data, model, tr), args.run_dir, resume=args.resume, init=args.init,
+                  progress=not args.quiet)
     print(f"final model: {final}")
     return 0
 
@@ -69,16 +98,48 @@ def _train(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from .export import export_checkpoint
 
-    out = Path(args.output or Path(args.model).with_suffix(".onnx"))
-    side = export_checkpoint(args.model, out, ExportConfig(opset=args.opset))
-    print(f"wrote {out} (checked against PyTorch at {side['check']['size']}: "
-          f"max abs diff {side['check']['max_abs_diff']:.1e})")
+    if args.engine and args.precision == "int8" and args.target == "cpu":
+        raise ValueError("--target cpu makes uint8 activations with zero points, which TensorRT refuses: "
+                         "use --target tensorrt for an engine")
+    model = Path(args.model)
+    default = model.with_suffix(".onnx") if args.precision == "fp32" else model.with_name(
+        f"{model.stem}-{args.precision}{'-cpu' if args.precision == 'int8' and args.target == 'cpu' else ''}.onnx")
+    out = Path(args.output or default)
+    cfg = ExportConfig(opset=args.opset, precision=args.precision, int8_target=args.target, check_dir=args.check_dir,
+                       check_sigma=args.check_sigma, calib_dir=args.calib, calib_crops=args.calib_crops,
+                       calib_method=args.calib_method, keep_float=tuple(args.keep_float),
+                       auto_mixed=not args.no_auto_mixed)
+    side = export_checkpoint(model, out, cfg, from_fp32=args.from_fp32)
+    q = side["quality"]
+    print(f"wrote {out} ({side['precision']}; max abs diff to PyTorch at {side['check']['size']}: "
+          f"{side['check']['max_abs_diff']:.1e}); on {q['images']} at sigma {q['sigma']:g}: PSNR {q['psnr']:.3f} dB "
+          f"(FP32 {q['psnr_fp32']:.3f}, loss {q['loss_db']:.3f} dB, budget {q['budget_db']}), "
+          f"{q['psnr_vs_fp32']:.1f} dB against FP32")
+    if side.get("float_layers"):
+        print(f"layers kept out of {side['precision']}, in {side['float_precision']}: {', '.join(side['float_layers'])}")
     if args.engine:
         from .tensorrt import build_engine
 
-        info = build_engine(out, args.engine)
-        print(f"wrote {args.engine} ({info.get('flavour')} {info.get('version')})")
+        profile = EngineProfile(min_batch=args.min_batch, opt_batch=args.opt_batch, max_batch=args.max_batch,
+                                min_hw=args.min_hw, opt_hw=args.opt_hw, max_hw=args.max_hw)
+        info = build_engine(out, args.engine, profile, args.workspace_mb, args.compute_capabilities)
+        print(f"wrote {args.engine} ({info['flavour']} {info['tensorrt_version']}, {info['precision']}, "
+              f"targets: {', '.join(info['compute_capabilities'] or []) or 'default'})")
     return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .bench import bench, to_markdown
+    from .inference import default_model_path
+
+    result = bench(args.model or default_model_path(), sizes=args.sizes, repeat=args.repeat, warmup=args.warmup,
+                   tile=args.tile, threads=args.threads, workdir=args.workdir, backends=args.backends,
+                   precisions=args.precisions, calib_dir=args.calib, check_dir=args.check_dir,
+                   log=lambda m: print(m, file=sys.stderr))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    print(to_markdown(result))
+    return 1 if any("error" in r for r in result["rows"]) else 0
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -93,7 +154,57 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _synth(args: argparse.Namespace) -> int:
+    from .noise import parse_noise_spec
+    from .synth import write_pairs
+
+    noise = parse_noise_spec(args.noise, args.quantize_prob)
+    data = DataConfig(clean_dirs=tuple(args.clean), clean_weights=tuple(args.clean_weights),
+                      procedural=not args.no_procedural or not args.clean, procedural_weight=args.procedural_weight,
+                      batch_size=args.batch_size)
+    synth = SynthConfig(crop=args.crop, count=args.count, seed=args.seed, channels=args.channels)
+
+    def progress(done: int, total: int, name: str) -> None:
+        if done == total or done % max(1, total // 10) == 0:
+            print(f"[{done}/{total}] {name}", file=sys.stderr)
+
+    report = write_pairs(args.output, noise, data, synth, progress)
+    print(report.summary())
+    return 1 if report.skipped_unreadable and not args.crop else 0  # a pair is missing: say so
+
+
+def _estimate_noise(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from .noise_estimate import estimate_files
+
+    results = estimate_files(args.inputs)
+    if not results:
+        raise ValueError("no images found in the given inputs")
+    if args.json:
+        print(json.dumps([asdict(r) for r in results], indent=2))
+    for r in results:
+        if r.error:
+            print(f"{r.path}: error: {r.error}", file=sys.stderr)
+        elif not args.json:
+            per_channel = f"  (R {r.channels[0]:.2f}, G {r.channels[1]:.2f}, B {r.channels[2]:.2f})" if len(
+                r.channels) == 3 else ""
+            print(f"{r.sigma:7.2f}  {r.path}{per_channel}")
+    return 1 if any(r.error for r in results) else 0
+
+
+class _DefaultsAndRawEpilog(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults; text with line breaks of its own (the noise-kinds epilog) keeps them."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .noise_spec import noise_help  # pure Python: --help stays fast (no torch)
+
     ap = argparse.ArgumentParser(prog="denoiser", description="Denoise images; train, export and evaluate denoisers.",
                                  epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -112,53 +223,128 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (default 95; 100 = lossless WebP)")
     d.add_argument("--skip-existing", action="store_true", help="skip inputs whose output already exists")
     d.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    d.add_argument("--max-pixels", type=int, default=200_000_000, help="refuse larger images (decompression bombs)")
-    d.add_argument("--report", metavar="JSON", help="write a per-file report")
+    d.add_argument("--max-pixels", type=int, default=None,
+                   help="refuse larger images, a guard against decompression bombs (default 150 MP)")
+    d.add_argument("--report", metavar="JSON", help="write a per-file report (one per shard: JSON.shard-I-of-N)")
+    d.add_argument("--sigma", type=float, default=None,
+                   help="noise level (0-255) for models that take one; blind models refuse it")
+    d.add_argument("--memory-mb", type=float, default=None,
+                   help="memory for one backend call; sets the tile size (default 1024)")
+    d.add_argument("--workers", type=int, default=2, help="decode threads and encode threads, each (default 2)")
+    d.add_argument("--shard", metavar="I/N", help="process only the I-th of N equal shares of the inputs "
+                   "(0-based); default under torchrun: RANK/WORLD_SIZE")
     _add_runtime(d)
-    d.set_defaults(func=_denoise)
+    d.set_defaults(func=_denoise, tile=None)
 
-    t = sub.add_parser("train", help="train a denoiser", formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    t = sub.add_parser("train", help="train a denoiser", formatter_class=_DefaultsAndRawEpilog, epilog=noise_help(),
                        description="Train on synthetic pairs (clean folders and/or procedural images + a noise "
                                    "spec) or on paired noisy/clean folders. Writes a run folder with config.json, "
                                    "metrics.jsonl and checkpoints.")
+    T, D = TrainConfig, DataConfig
     g = t.add_argument_group("data")
-    g.add_argument("--clean", nargs="*", default=[], metavar="DIR", help="folders of clean images")
+    g.add_argument("--clean", nargs="*", default=[], metavar="DIR", help="folders of clean images (recursive)")
+    g.add_argument("--clean-weights", nargs="*", type=float, default=list(D.clean_weights), metavar="W",
+                   help="one share per --clean folder (default: every image equally likely)")
     g.add_argument("--pairs", nargs=2, metavar=("NOISY_DIR", "CLEAN_DIR"), help="paired folders matched by file name")
+    g.add_argument("--pairs-weight", type=float, default=D.pairs_weight,
+                   help="share of paired crops when --pairs and --clean are mixed")
     g.add_argument("--no-procedural", action="store_true", help="do not mix in procedural dead-leaves images")
-    g.add_argument("--procedural-weight", type=float, default=DataConfig.procedural_weight)
-    g.add_argument("--noise", default=f"gaussian:{NoiseConfig.sigma_min:g}-{NoiseConfig.sigma_max:g}",
-                   help="noise spec: gaussian:S or gaussian:LO-HI (sigma on the 0-255 scale)")
+    g.add_argument("--procedural-weight", type=float, default=D.procedural_weight,
+                   help="share of procedural crops beside --clean folders")
+    g.add_argument("--noise", default=NoiseConfig.spec, metavar="SPEC",
+                   help="noise spec, e.g. gaussian:5-50, camera, gaussian|camera (kinds listed below)")
     g.add_argument("--quantize-prob", type=float, default=NoiseConfig.quantize_prob,
                    help="share of noisy inputs clipped and rounded to 8 bits")
-    g.add_argument("--channels", type=int, default=DataConfig.channels, help="1 = gray, 3 = colour")
-    g.add_argument("--crop", type=int, default=DataConfig.crop)
-    g.add_argument("--batch-size", type=int, default=DataConfig.batch_size)
-    g.add_argument("--workers", type=int, default=DataConfig.num_workers, help="data loader processes")
-    g.add_argument("--val-count", type=int, default=DataConfig.val_count, help="fixed validation crops")
+    g.add_argument("--channels", type=int, default=D.channels, help="1 = gray, 3 = colour")
+    g.add_argument("--crop", type=int, default=D.crop, help="training crop size in pixels")
+    g.add_argument("--batch-size", type=int, default=D.batch_size, help="crops per step (per process under torchrun)")
+    g.add_argument("--workers", type=int, default=D.num_workers, help="data loader processes")
+    g = t.add_argument_group("validation")
+    g.add_argument("--val-dir", metavar="DIR", help="validation folder: clean images, or noisy/ and clean/ pairs")
+    g.add_argument("--val-holdout", type=float, default=D.val_holdout,
+                   help="without --val-dir: share of training files held out (every k-th by name)")
+    g.add_argument("--val-count", type=int, default=D.val_count, help="fixed, seeded validation crops")
+    g.add_argument("--val-interval", type=int, default=T.val_interval, help="validate every N steps")
+    g.add_argument("--previews", type=int, default=T.preview_count, help="preview rows saved at each validation")
     g = t.add_argument_group("model")
     g.add_argument("--width", type=int, default=ModelConfig.width, help="channels at full resolution")
     g.add_argument("--levels", type=int, default=ModelConfig.levels, help="U-Net depth (alignment = 2**levels)")
     g.add_argument("--init", metavar="CHECKPOINT", help="fine-tune from this model (keeps its architecture)")
     g = t.add_argument_group("optimisation")
-    g.add_argument("--steps", type=int, default=TrainConfig.steps)
-    g.add_argument("--lr", type=float, default=TrainConfig.lr, help="peak learning rate (warm-up, then cosine)")
-    g.add_argument("--warmup", type=int, default=TrainConfig.warmup_steps)
-    g.add_argument("--seed", type=int, default=TrainConfig.seed)
+    g.add_argument("--steps", type=int, default=T.steps, help="optimizer steps")
+    g.add_argument("--epochs", type=int, default=T.epochs, help="if > 0: train this many epochs instead of --steps")
+    g.add_argument("--solver", default=T.solver, choices=["adamw", "adam", "sgd"])
+    g.add_argument("--lr", type=float, default=T.lr, help="base (peak) learning rate")
+    g.add_argument("--momentum", type=float, default=T.momentum, help="SGD momentum")
+    g.add_argument("--weight-decay", type=float, default=T.weight_decay)
+    g.add_argument("--schedule", default=T.schedule, choices=["cosine", "constant", "step", "onecycle"])
+    g.add_argument("--warmup", type=int, default=T.warmup_steps, help="linear warm-up steps")
+    g.add_argument("--step-every", type=int, default=T.step_every, help="step schedule: decay every N steps (0 = thirds)")
+    g.add_argument("--step-gamma", type=float, default=T.step_gamma, help="step schedule: decay factor")
+    g.add_argument("--loss", default=T.loss, choices=["l1", "l2", "charbonnier"])
+    g.add_argument("--ssim-weight", type=float, default=T.ssim_weight, help="add w * (1 - SSIM) to the loss")
+    g.add_argument("--grad-clip", type=float, default=T.grad_clip, help="max gradient norm (0 = off)")
+    g.add_argument("--ema", type=float, default=T.ema, help="EMA decay of weights, e.g. 0.999 (0 = off)")
+    g.add_argument("--amp", default=T.amp, choices=["auto", "bf16", "fp16", "off"],
+                   help="mixed precision (auto: bf16 on CUDA, off on CPU)")
+    g.add_argument("--channels-last", action="store_true", help="NHWC memory format (faster convs on tensor cores)")
+    g.add_argument("--seed", type=int, default=T.seed)
     g = t.add_argument_group("run")
-    g.add_argument("--run", default="runs/latest", help="run folder")
-    g.add_argument("--resume", action="store_true", help="continue the run folder's last snapshot")
-    g.add_argument("--device", default=TrainConfig.device, help="auto, cpu, cuda, cuda:1 ...")
-    g.add_argument("--threads", type=int, default=TrainConfig.threads, help="CPU threads (0 = torch default)")
-    g.add_argument("--log-interval", type=int, default=TrainConfig.log_interval)
-    g.add_argument("--val-interval", type=int, default=TrainConfig.val_interval)
-    g.add_argument("--snapshot-interval", type=int, default=TrainConfig.snapshot_interval)
+    g.add_argument("--run-dir", default="runs/latest", help="run folder (config, metrics, checkpoints)")
+    g.add_argument("--resume", action="store_true", help="continue the run folder's last snapshot (its own config)")
+    g.add_argument("--device", default=T.device, help="auto, cpu, cuda, cuda:1 ...")
+    g.add_argument("--threads", type=int, default=T.threads, help="CPU threads (0 = torch default)")
+    g.add_argument("--log-interval", type=int, default=T.log_interval, help="log every N steps")
+    g.add_argument("--snapshot-interval", type=int, default=T.snapshot_interval, help="snapshot every N steps")
+    g.add_argument("--tensorboard", action="store_true", help="also log to RUN/tensorboard (needs tensorboard)")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
     t.set_defaults(func=_train)
 
-    e = sub.add_parser("export", help="export a checkpoint to ONNX (and optionally a TensorRT engine)")
+    e = sub.add_parser("export", help="export a checkpoint to ONNX FP32/FP16/INT8 (and a TensorRT engine)",
+                       description=(
+                           "Export to ONNX (dynamic batch/height/width) and check it: against PyTorch at an odd "
+                           "size, and by PSNR on held-out images (noisy as the benchmark protocol says) against "
+                           "clean and against FP32, with a budget per precision. Results go to OUT.onnx.json."))
+    X = ExportConfig
     e.add_argument("model", help="checkpoint (.safetensors)")
-    e.add_argument("-o", "--output", help="output .onnx (default: beside the checkpoint)")
-    e.add_argument("--opset", type=int, default=ExportConfig.opset)
-    e.add_argument("--engine", metavar="OUT.engine", help="also build a TensorRT engine from the ONNX")
+    e.add_argument("-o", "--output", help="output .onnx (default: beside the checkpoint, named by precision)")
+    e.add_argument("--opset", type=int, default=X.opset)
+    e.add_argument("--precision", choices=["fp32", "fp16", "int8"], default=X.precision,
+                   help="fp16: converted graph, float32 I/O, image path in float32; int8: Q/DQ, calibrated"
+                        " (default %(default)s)")
+    e.add_argument("--target", choices=["tensorrt", "cpu"], default=X.int8_target,
+                   help="int8 only. tensorrt: int8 activations with zero points 0 (what TensorRT needs); "
+                        "cpu: uint8 activations, fastest on ONNX Runtime CPU, cannot become an engine (default %(default)s)")
+    g = e.add_argument_group("checks and calibration")
+    g.add_argument("--check-dir", metavar="DIR", help="held-out clean images to check on (default: data/ samples)")
+    g.add_argument("--check-sigma", type=float, default=X.check_sigma, help="noise sigma of the check, 0-255 (default %(default)s)")
+    g.add_argument("--calib", metavar="DIR", help="int8: clean images to calibrate on, noise added on the fly "
+                                                  "(default: procedural images + data/ samples not in the check set)")
+    g.add_argument("--calib-crops", type=int, default=X.calib_crops, help="int8: calibration crops (default %(default)s)")
+    g.add_argument("--calib-method", choices=["minmax", "percentile", "entropy"], default=X.calib_method,
+                   help="int8: how activation ranges are set (default %(default)s)")
+    g.add_argument("--keep-float", nargs="+", default=[], metavar="LAYER",
+                   help="mixed precision: layers kept out of int8 (in fp16 for --target tensorrt, fp32 for cpu) "
+                        "or out of fp16 (in fp32), e.g. outc dec.2.0")
+    g.add_argument("--no-auto-mixed", action="store_true",
+                   help="int8: do not search for sensitive layers to keep in float when over budget")
+    g.add_argument("--from-fp32", metavar="FP32.onnx", help="lower this FP32 export of MODEL instead of exporting "
+                                                            "again (it is checked against MODEL first)")
+    g = e.add_argument_group("TensorRT engine")
+    P = EngineProfile
+    g.add_argument("--engine", metavar="OUT.engine", help="also build a TensorRT engine from the ONNX")
+    g.add_argument("--min-hw", type=parse_hw, default=P.min_hw, metavar="HxW",
+                   help="smallest input the engine takes; smaller ones are padded (default 16x16)")
+    g.add_argument("--opt-hw", type=parse_hw, default=P.opt_hw, metavar="HxW",
+                   help="input size its kernels are tuned for (default 512x512)")
+    g.add_argument("--max-hw", type=parse_hw, default=P.max_hw, metavar="HxW",
+                   help="largest input: tile + margins must fit (default 1024x1024)")
+    g.add_argument("--min-batch", type=int, default=P.min_batch, help="tiles per call (default %(default)s)")
+    g.add_argument("--opt-batch", type=int, default=P.opt_batch, help="(default %(default)s)")
+    g.add_argument("--max-batch", type=int, default=P.max_batch, help="(default %(default)s)")
+    g.add_argument("--workspace-mb", type=int, default=1024, help="builder workspace limit (default %(default)s)")
+    g.add_argument("--compute-capabilities", type=lambda s: s.split(","), metavar="SM86,SM89",
+                   help="TensorRT-RTX: GPU targets (default: its own default list)")
     e.set_defaults(func=_export)
 
     v = sub.add_parser("eval", help="PSNR/SSIM on a folder of clean images (DESIGN.md protocol), as JSON")
@@ -170,6 +356,64 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--per-image", action="store_true", help="include per-image scores")
     _add_runtime(v, device=False, tile=False)
     v.set_defaults(func=_eval)
+
+    b = sub.add_parser("bench", help="ms/image, MP/s and peak memory per backend x precision x size",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter, description=(
+                           "Time the model through each backend and precision this machine has (CPU: PyTorch, "
+                           "ONNX Runtime FP32/FP16/INT8; CUDA: PyTorch FP32/AMP, TensorRT engines), each row in a "
+                           "fresh process; prints a Markdown table with ratios against PyTorch FP32."))
+    b.add_argument("--model", default=None, help="checkpoint (.safetensors); default: the shipped model")
+    b.add_argument("--sizes", type=lambda t: t.split(","), default=["512x512", "1920x1080"],
+                   help="comma-separated WxH frame sizes, e.g. 512x512,1920x1080,3840x2160")
+    b.add_argument("--repeat", type=int, default=3, help="timed runs per row (the median is reported)")
+    b.add_argument("--warmup", type=int, default=1, help="untimed runs first")
+    b.add_argument("--tile", type=int, default=512, help="tile size, the same for every row")
+    b.add_argument("--threads", type=int, default=0, help="CPU threads (0 = all this process may use)")
+    b.add_argument("--backends", type=lambda t: t.split(","), default=["torch", "onnxruntime", "tensorrt"])
+    b.add_argument("--precisions", type=lambda t: t.split(","), default=["fp32", "fp16", "int8"])
+    b.add_argument("--workdir", metavar="DIR", help="keep (and reuse) the exported ONNX files and engines here")
+    b.add_argument("--calib", metavar="DIR", help="INT8 calibration images (see `denoiser export --help`)")
+    b.add_argument("--check-dir", metavar="DIR", help="held-out images the exports are checked on")
+    b.add_argument("--json", metavar="OUT.json", help="also write every number as JSON")
+    b.set_defaults(func=_bench)
+
+    s = sub.add_parser("synth", help="write the noisy/clean pairs a noise spec makes, to look at or reuse",
+                       formatter_class=_DefaultsAndRawEpilog, epilog=noise_help(), description=(
+                           "Write OUT/noisy and OUT/clean (same file names, 8-bit PNG) plus OUT/synth.json. "
+                           "Whole images by default, each with noise seeded by (--seed, its name); with --crop N, "
+                           "the first --count crops that `denoiser train --crop N --seed S` draws, with the "
+                           "noise a CPU training run gives them. Train on the result with "
+                           "`denoiser train --pairs OUT/noisy OUT/clean`. Never overwrites: OUT/noisy and "
+                           "OUT/clean must be new or empty."))
+    s.add_argument("--clean", nargs="*", default=[], metavar="DIR",
+                   help="folders of clean images (recursive); none: procedural images (needs --crop)")
+    s.add_argument("--noise", default=NoiseConfig.spec, metavar="SPEC", help="noise spec (kinds listed below)")
+    s.add_argument("-o", "--output", required=True, metavar="OUT", help="output folder")
+    s.add_argument("--seed", type=int, default=SynthConfig.seed, help="noise seed (with --crop: the training seed)")
+    s.add_argument("--crop", type=int, default=SynthConfig.crop, help="0 = whole images; N = N x N training crops")
+    s.add_argument("--count", type=int, default=SynthConfig.count,
+                   help="crops to write with --crop (0 = one per clean image)")
+    s.add_argument("--channels", type=int, choices=[0, 1, 3], default=SynthConfig.channels,
+                   help="1 = gray, 3 = colour, 0 = each file's own (whole images) or %d (crops)" % DataConfig.channels)
+    g = s.add_argument_group("training options that decide the crops and noise (with --crop)")
+    g.add_argument("--clean-weights", nargs="*", type=float, default=list(DataConfig.clean_weights), metavar="W",
+                   help="one share per --clean folder (default: every image equally likely)")
+    g.add_argument("--no-procedural", action="store_true", help="no procedural dead-leaves crops")
+    g.add_argument("--procedural-weight", type=float, default=DataConfig.procedural_weight)
+    g.add_argument("--batch-size", type=int, default=DataConfig.batch_size)
+    g.add_argument("--quantize-prob", type=float, default=NoiseConfig.quantize_prob,
+                   help="as in training: it draws from the noise generator")
+    s.set_defaults(func=_synth)
+
+    n = sub.add_parser("estimate-noise", help="estimate each image's noise level (sigma on the 0-255 scale)",
+                       description=(
+                           "Print each image's noise sigma on the 0-255 scale, as Gaussian-like noise, from the image "
+                           "alone (PCA of weakly textured patches; see denoiser/noise_estimate.py): within about "
+                           "5 % for Gaussian sigma 10-50 on Set12. Colour images also show each channel. Unreadable "
+                           "files are reported and make the exit code 1."))
+    n.add_argument("inputs", nargs="+", metavar="IMAGE", help="image files or folders (walked recursively)")
+    n.add_argument("--json", action="store_true", help="print JSON, one record per image")
+    n.set_defaults(func=_estimate_noise)
     return ap
 
 

@@ -17,18 +17,41 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class NoiseConfig:
-    """Synthetic noise added to clean crops to make training pairs."""
+    """Synthetic noise added to clean crops to make training pairs.
 
-    kind: str = "gaussian"
-    sigma_min: float = 0.0  # 0-255 scale; a range makes a blind denoiser
-    sigma_max: float = 55.0
+    `spec` is the short string the CLI takes (grammar and kinds: noise_spec.py), e.g.
+    "gaussian:5-50", "poisson-gaussian", "camera", "gaussian|camera"; each sample draws its
+    parameters from the ranges it names. A range of sigma makes a blind denoiser.
+    """
+
+    spec: str = "gaussian:0-55"  # sigma on the 0-255 scale
     # Users upload 8-bit files, so noise arrives clipped and rounded; train for that too.
     quantize_prob: float = 0.5
+
+
+# Ranges (low, high) that a noise kind draws its parameters from when a spec leaves them out.
+# Sigmas are on the 0-255 scale. noise_spec.NOISE_KINDS says what each parameter does.
+NOISE_DEFAULTS: dict[str, dict[str, tuple[float, float]]] = {
+    "gaussian": {"sigma": (0.0, 55.0)},
+    # shot: sigma of the shot noise at full white (photon counts: 255**2 / shot**2 at white)
+    "poisson-gaussian": {"shot": (2.0, 30.0), "read": (0.0, 10.0)},
+    "correlated": {"sigma": (2.0, 25.0), "scale": (0.5, 1.5)},  # scale: blur std in pixels
+    "speckle": {"sigma": (5.0, 50.0)},  # sigma at full white: noise grows with intensity
+    "salt-pepper": {"amount": (0.001, 0.05)},  # share of pixels hit
+    "jpeg": {"quality": (30.0, 95.0)},
+}
+
+# Named chains. "camera": shot + read noise as a sensor makes it, the spatially correlated part
+# that demosaicing and in-camera processing leave, then the camera's JPEG encoder.
+NOISE_PRESETS: dict[str, str] = {
+    "camera": "poisson-gaussian:shot=2-20,read=0.5-6+correlated:sigma=1-8,scale=0.5-1.2+jpeg:60-95",
+}
 
 
 @dataclass(frozen=True)
 class DataConfig:
     clean_dirs: tuple[str, ...] = ()
+    clean_weights: tuple[float, ...] = ()  # one per clean_dirs entry; () = every image equally likely
     procedural: bool = True  # dead-leaves images: training needs no files at all
     procedural_weight: float = 0.3  # share of procedural crops when folders are given too
     pairs: tuple[str, str] | None = None  # (noisy_dir, clean_dir) matched by file stem
@@ -36,8 +59,14 @@ class DataConfig:
     crop: int = 64
     batch_size: int = 16
     num_workers: int = 0
-    val_count: int = 16  # fixed, seeded validation crops held out from training
+    pairs_weight: float = 0.5  # share of paired crops when pairs and clean sources are mixed
+    # Colour models also meet gray photos and scans, whose noise is the same in all three
+    # channels; without such samples a colour model takes that noise for texture.
+    gray_prob: float = 0.2
+    val_count: int = 16  # fixed, seeded validation crops
     val_crop: int = 128
+    val_dir: str | None = None  # validation folder: clean images, or noisy/ + clean/ pairs
+    val_holdout: float = 0.05  # else hold out this share of training files, every k-th by name
 
 
 @dataclass(frozen=True)
@@ -54,16 +83,29 @@ class ModelConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     steps: int = 2000
+    epochs: int = 0  # > 0 overrides steps: one epoch = one crop per training image (or pair)
+    solver: str = "adamw"  # adamw | adam | sgd (Nesterov momentum)
     lr: float = 1e-3
-    lr_min_factor: float = 0.02  # cosine schedule decays to lr * this
-    warmup_steps: int = 50
+    momentum: float = 0.9  # sgd only
     weight_decay: float = 0.0
-    grad_clip: float = 1.0
+    schedule: str = "cosine"  # cosine | constant | step | onecycle
+    warmup_steps: int = 50  # linear warm-up (not used by onecycle, which has its own ramp)
+    lr_min_factor: float = 0.02  # cosine decays to lr * this
+    step_every: int = 0  # step schedule: decay every N steps (0 = a third of the run)
+    step_gamma: float = 0.1
+    loss: str = "l1"  # l1 | l2 | charbonnier
+    ssim_weight: float = 0.0  # adds ssim_weight * (1 - SSIM) to the loss
+    grad_clip: float = 1.0  # max gradient norm; 0 = off
+    ema: float = 0.0  # EMA decay of weights, e.g. 0.999; 0 = off
+    amp: str = "auto"  # auto (bf16 on CUDA, off on CPU) | bf16 | fp16 | off
+    channels_last: bool = False
     seed: int = 0
     device: str = "auto"  # auto -> cuda when available, else cpu
     log_interval: int = 10
     val_interval: int = 200
     snapshot_interval: int = 500
+    preview_count: int = 4  # validation crops saved as noisy | output | clean previews
+    tensorboard: bool = False
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
 
 
@@ -82,7 +124,83 @@ class ExportConfig:
     opset: int = 20
     ir_version: int = 10  # ONNX Runtime 1.31 accepts IR <= 13; keep a margin
     check_size: tuple[int, int] = (37, 53)  # odd on purpose: exercises the model's padding
-    check_tolerance: float = 1e-4
+    check_tolerance: float = 1e-4  # FP32 ONNX vs PyTorch, max abs difference
+    precision: str = "fp32"  # fp32 | fp16 | int8
+    int8_target: str = "tensorrt"  # tensorrt: zero points 0 (engines) | cpu: uint8, fastest on ONNX Runtime CPU
+    # Held-out check: PSNR on clean images made noisy as the benchmark protocol says.
+    check_dir: str | None = None  # None: the product's data/ sample images
+    check_sigma: float = 25.0
+    fp16_max_loss_db: float = 0.05  # PSNR drop against FP32 an export may have
+    int8_max_loss_db: float = 0.2
+    # INT8 calibration: noisy crops of clean images never in the check set.
+    calib_dir: str | None = None  # None: procedural dead-leaves images + data/ samples
+    calib_crops: int = 64
+    calib_crop: int = 128
+    calib_sigmas: tuple[float, ...] = (5.0, 10.0, 15.0, 25.0, 35.0, 50.0)
+    calib_method: str = "minmax"  # minmax | percentile | entropy
+    # Mixed precision: layers ("outc", "dec.2.0") kept out of the lower precision. INT8: in
+    # float16 for --target tensorrt, float32 for --target cpu; FP16: in float32.
+    keep_float: tuple[str, ...] = ()
+    auto_mixed: bool = True  # INT8 over budget: find the sensitive layers and keep those in float
+    max_float_layers: int = 6
+
+
+@dataclass(frozen=True)
+class EngineProfile:
+    """The input shapes a TensorRT engine accepts; kernels are tuned for the `opt` shape.
+
+    Tiles are what get fed to an engine, so the defaults cover tile sizes rather than photos:
+    a 512 tile plus its margins fits in 1024; smaller inputs down to 16x16 run as they are.
+    """
+
+    min_batch: int = 1
+    opt_batch: int = 1
+    max_batch: int = 4
+    min_hw: tuple[int, int] = (16, 16)
+    opt_hw: tuple[int, int] = (512, 512)
+    max_hw: tuple[int, int] = (1024, 1024)
+
+    def __post_init__(self) -> None:
+        # Checked here so a bad profile fails at once, not deep inside the builder.
+        for what, lo, mid, hi in (("batch", self.min_batch, self.opt_batch, self.max_batch),
+                                  ("height", self.min_hw[0], self.opt_hw[0], self.max_hw[0]),
+                                  ("width", self.min_hw[1], self.opt_hw[1], self.max_hw[1])):
+            if not 1 <= lo <= mid <= hi:
+                raise ValueError(f"engine profile {what}: need 1 <= min <= opt <= max, got "
+                                 f"min={lo}, opt={mid}, max={hi}")
+
+    def shapes(self, channels: int) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+        """(min, opt, max) NCHW shapes."""
+        return ((self.min_batch, channels, *self.min_hw), (self.opt_batch, channels, *self.opt_hw),
+                (self.max_batch, channels, *self.max_hw))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "EngineProfile":
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
+def parse_hw(text: str) -> tuple[int, int]:
+    """ "512x768" (height x width) or "512" (square) -> (512, 768)."""
+    parts = str(text).lower().replace("*", "x").split("x")
+    try:
+        hw = tuple(int(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"expected HxW such as 512x768, got {text!r}") from None
+    if len(hw) == 1:
+        hw = hw * 2
+    if len(hw) != 2 or min(hw) < 1:
+        raise ValueError(f"expected HxW such as 512x768 with positive sides, got {text!r}")
+    return hw  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """`denoiser synth`: noisy/clean pairs written as files, to look at or to train on with --pairs."""
+
+    crop: int = 0  # 0: whole images, one pair each; N: N x N crops drawn exactly as training draws them
+    count: int = 0  # pairs to write with crop > 0; 0: one per clean image (64 without images)
+    seed: int = 0  # with crops: equal to the training seed, the crops and (on the CPU) the noise match
+    channels: int = 0  # whole images: 0 keeps each file's own (gray stays gray); crops: 0 = DataConfig's
 
 
 def to_dict(cfg: Any) -> dict:
@@ -95,6 +213,8 @@ def from_dict(cls: type[T], data: dict) -> T:
     Unknown keys are ignored so that older code can read checkpoints written by newer code
     that added options; missing keys take today's defaults.
     """
+    if cls is NoiseConfig:
+        data = _upgrade_noise(data)
     kwargs = {}
     for f in dataclasses.fields(cls):
         if f.name not in data:
@@ -107,6 +227,14 @@ def from_dict(cls: type[T], data: dict) -> T:
             value = tuple(value)
         kwargs[f.name] = value
     return cls(**kwargs)
+
+
+def _upgrade_noise(data: dict) -> dict:
+    # Runs before noise specs existed stored {kind, sigma_min, sigma_max}; say the same as a spec.
+    if "spec" in data or "kind" not in data:
+        return data
+    lo, hi = NOISE_DEFAULTS["gaussian"]["sigma"]
+    return {**data, "spec": f"{data['kind']}:{data.get('sigma_min', lo):g}-{data.get('sigma_max', hi):g}"}
 
 
 def _resolve(cls: type, name: str) -> Any:

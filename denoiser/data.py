@@ -9,8 +9,10 @@ starts the index stream at k * batch.
 
 from __future__ import annotations
 
+import copy
+import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -20,6 +22,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from .config import DataConfig
 from .imageio import ImageError, is_image_path, read_image, to_uint8
+
+log = logging.getLogger(__name__)
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R BT.601, as Pillow's RGB -> L
 
 
 def list_images(folder: str | Path, recursive: bool = True) -> list[Path]:
@@ -31,12 +36,15 @@ def list_images(folder: str | Path, recursive: bool = True) -> list[Path]:
 
 
 def to_channels(arr: np.ndarray, channels: int) -> np.ndarray:
-    """(H, W, C) -> (H, W, channels): gray is replicated to RGB, RGB averaged to gray."""
+    """(H, W, C) -> (H, W, channels): gray is replicated to RGB, RGB weighted to luma.
+
+    Alpha never gets here: imageio splits it off, so RGBA sources train on their colour.
+    """
     if arr.shape[2] == channels:
         return arr
     if channels == 3:
         return np.repeat(arr, 3, axis=2)
-    return arr.mean(axis=2, keepdims=True, dtype=np.float32)
+    return (arr.astype(np.float32) @ LUMA)[..., None]  # a gray photo of the scene, not a channel mean
 
 
 @dataclass
@@ -47,11 +55,23 @@ class CleanImages:
     names: list[str]
     skipped_small: int = 0
     skipped_unreadable: int = 0
+    source: list[int] = field(default_factory=list)  # per image: index of the folder it came from
+
+    def subset(self, keep: list[bool]) -> "CleanImages":
+        src = self.source or [0] * len(self.images)
+        return CleanImages([im for im, k in zip(self.images, keep) if k], [nm for nm, k in zip(self.names, keep) if k],
+                           self.skipped_small, self.skipped_unreadable, [s for s, k in zip(src, keep) if k])
 
 
 def load_clean_images(dirs: tuple[str, ...], channels: int, min_size: int) -> CleanImages:
+    """Every image under each folder (recursive), as uint8 with `channels` channels.
+
+    Images smaller than `min_size` (the crop) and unreadable files are skipped, counted, and
+    reported as a warning; they never stop training.
+    """
     out = CleanImages([], [])
-    for d in dirs:
+    for index, d in enumerate(dirs):
+        small, unreadable = out.skipped_small, out.skipped_unreadable
         for path in list_images(d):
             try:
                 arr, _ = read_image(path)
@@ -63,20 +83,22 @@ def load_clean_images(dirs: tuple[str, ...], channels: int, min_size: int) -> Cl
                 continue
             out.images.append(to_uint8(to_channels(arr, channels)))
             out.names.append(str(path))
+            out.source.append(index)
+        small, unreadable = out.skipped_small - small, out.skipped_unreadable - unreadable
+        if small or unreadable:
+            log.warning("%s: skipped %d image(s) smaller than %d px and %d unreadable file(s)",
+                        d, small, min_size, unreadable)
     return out
 
 
 def split_holdout(images: CleanImages, fraction: float = 0.05) -> tuple[CleanImages, CleanImages]:
     """Hold out every k-th image (by sorted name) for validation, so it is never trained on."""
     n = len(images.images)
-    if n < 10:
+    if n < 10 or fraction <= 0:
         return images, CleanImages([], [])
     k = max(2, round(1 / fraction))
-    train = CleanImages([im for i, im in enumerate(images.images) if i % k != k - 1],
-                        [nm for i, nm in enumerate(images.names) if i % k != k - 1])
-    val = CleanImages([im for i, im in enumerate(images.images) if i % k == k - 1],
-                      [nm for i, nm in enumerate(images.names) if i % k == k - 1])
-    return train, val
+    held = [i % k == k - 1 for i in range(n)]
+    return images.subset([not h for h in held]), images.subset(held)
 
 
 def dead_leaves(size: int, channels: int, rng: np.random.Generator) -> np.ndarray:
@@ -99,12 +121,21 @@ def dead_leaves(size: int, channels: int, rng: np.random.Generator) -> np.ndarra
             cv2.fillPoly(mask, [cv2.boxPoints(box).astype(np.int32)], 1)
         colour = rng.uniform(0, 1, 3).astype(np.float32)
         gx, gy = rng.normal(0, 0.3, 2)
-        shade = (gx * (xx - 0.5) + gy * (yy - 0.5))[..., None]
-        if rng.random() < 0.3:  # stripes: fine texture the model must not smooth away
+        stripes = rng.random() < 0.3  # stripes: fine texture the model must not smooth away
+        if stripes:
             freq, phase = rng.uniform(5, 40), rng.uniform(0, 2 * np.pi)
-            shade = shade + 0.15 * np.sin(freq * (xx * math.cos(phase) + yy * math.sin(phase)) * 2 * np.pi)[..., None]
-        m = mask.astype(bool)
-        img[m] = np.clip(colour + shade, 0, 1)[m]
+        # Paint only the shape's bounding box: most shapes are small, and the whole-image
+        # arithmetic made this source 2-3x slower (same pixels, same random draws).
+        x0, y0, w, h = cv2.boundingRect(mask)
+        if w == 0:  # entirely outside the image
+            continue
+        region = (slice(y0, y0 + h), slice(x0, x0 + w))
+        xs, ys = xx[region], yy[region]
+        shade = (gx * (xs - 0.5) + gy * (ys - 0.5))[..., None]
+        if stripes:
+            shade = shade + 0.15 * np.sin(freq * (xs * math.cos(phase) + ys * math.sin(phase)) * 2 * np.pi)[..., None]
+        m = mask[region].astype(bool)
+        img[region][m] = np.clip(colour + shade, 0, 1)[m]
     if rng.random() < 0.5:
         img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.3, 1.2))
     img = np.clip(img, 0, 1)
@@ -136,14 +167,30 @@ def to_tensor(arr: np.ndarray) -> torch.Tensor:
 class CleanCrops(Dataset):
     """Random clean crops from in-memory images and/or the procedural source.
 
-    Indexable by any integer: item i is determined by (seed, i). `len` is nominal.
+    Indexable by any integer: item i is determined by (seed, i). `len` is nominal. A share
+    `procedural_weight` of the crops is procedural; the rest come from the images, each equally
+    likely, or, given `source_weights` (one per folder in `images.source`), from a folder drawn
+    with those weights and then an image of it, so a small folder can count as much as a big one.
     """
 
-    def __init__(self, images: CleanImages, crop: int, channels: int, procedural_weight: float, seed: int):
+    def __init__(self, images: CleanImages, crop: int, channels: int, procedural_weight: float, seed: int,
+                 source_weights: tuple[float, ...] = ()):
         if not images.images and procedural_weight <= 0:
             raise ValueError("no clean images and the procedural source is off: nothing to train on")
         self.images, self.crop, self.channels, self.seed = images, crop, channels, seed
         self.procedural_weight = 1.0 if not images.images else procedural_weight
+        self.groups: list[np.ndarray] = []
+        self.group_p: np.ndarray | None = None
+        if source_weights and images.images:
+            if any(w < 0 for w in source_weights) or sum(source_weights) <= 0:
+                raise ValueError(f"source weights must be >= 0 with a positive sum, got {list(source_weights)}")
+            source = np.asarray(images.source)
+            for k, w in enumerate(source_weights):
+                if w > 0 and not (source == k).any():
+                    raise ValueError(f"clean source #{k + 1} has weight {w:g} but no usable images")
+            self.groups = [np.flatnonzero(source == k) for k, w in enumerate(source_weights) if w > 0]
+            w = np.array([w for w in source_weights if w > 0], np.float64)
+            self.group_p = w / w.sum()
 
     def __len__(self) -> int:
         return 2**31 - 1
@@ -153,8 +200,12 @@ class CleanCrops(Dataset):
         if rng.random() < self.procedural_weight:
             arr = dead_leaves(self.crop, self.channels, rng)
         else:
-            img = self.images.images[int(rng.integers(0, len(self.images.images)))]
-            (arr,) = random_crop([img], self.crop, rng)
+            if self.group_p is None:
+                i = int(rng.integers(0, len(self.images.images)))
+            else:
+                group = self.groups[int(rng.choice(len(self.groups), p=self.group_p))]
+                i = int(group[rng.integers(0, len(group))])
+            (arr,) = random_crop([self.images.images[i]], self.crop, rng)
         (arr,) = augment([arr], rng)
         return to_tensor(arr)
 
@@ -162,25 +213,32 @@ class CleanCrops(Dataset):
 class PairedFolder(Dataset):
     """noisy/ and clean/ folders matched by file stem (case-insensitive, any extension).
 
-    Every problem (unmatched names on either side, size mismatches, unreadable files) is
-    collected and raised at once, before any training starts.
+    Files in subfolders match by their relative path (noisy/a/x.JPG with clean/a/x.png). Every
+    problem (unmatched names on either side, two files with one stem, size mismatches,
+    unreadable files, missing folders) is collected and raised at once, before any training
+    starts. Crops, flips and rotations are drawn once per item and applied to both halves.
     """
 
     def __init__(self, noisy_dir: str | Path, clean_dir: str | Path, crop: int, channels: int, seed: int):
         self.crop, self.seed = crop, seed
-        noisy = {p.stem.lower(): p for p in list_images(noisy_dir)}
-        clean = {p.stem.lower(): p for p in list_images(clean_dir)}
-        problems = [f"no clean match for {noisy[s].name}" for s in sorted(noisy.keys() - clean.keys())]
-        problems += [f"no noisy match for {clean[s].name}" for s in sorted(clean.keys() - noisy.keys())]
+        problems: list[str] = []
+        noisy = _by_stem(Path(noisy_dir), "noisy", problems)
+        clean = _by_stem(Path(clean_dir), "clean", problems)
+        problems += [f"no clean match for {_rel(noisy[s], noisy_dir)}" for s in sorted(noisy.keys() - clean.keys())]
+        problems += [f"no noisy match for {_rel(clean[s], clean_dir)}" for s in sorted(clean.keys() - noisy.keys())]
         self.pairs: list[tuple[np.ndarray, np.ndarray]] = []
         self.names: list[str] = []
         for stem in sorted(noisy.keys() & clean.keys()):
-            try:
-                n_arr, _ = read_image(noisy[stem])
-                c_arr, _ = read_image(clean[stem])
-            except ImageError as e:
-                problems.append(f"unreadable pair {stem}: {e}")
+            arrays, errors = [], []
+            for side, path, root in (("noisy", noisy[stem], noisy_dir), ("clean", clean[stem], clean_dir)):
+                try:
+                    arrays.append(read_image(path)[0])
+                except ImageError as e:
+                    errors.append(f"{side} {_rel(path, root)}: {e}")
+            if errors:
+                problems.append(f"unreadable pair {stem}: " + "; ".join(errors))
                 continue
+            n_arr, c_arr = arrays
             if n_arr.shape[:2] != c_arr.shape[:2]:
                 problems.append(f"size mismatch for {stem}: noisy {n_arr.shape[1]}x{n_arr.shape[0]}, "
                                 f"clean {c_arr.shape[1]}x{c_arr.shape[0]}")
@@ -199,11 +257,63 @@ class PairedFolder(Dataset):
     def __len__(self) -> int:
         return len(self.pairs)
 
+    def split_holdout(self, fraction: float) -> tuple["PairedFolder", "PairedFolder"]:
+        """(train, validation): every k-th pair by name is held out, never trained on."""
+        k = max(2, round(1 / fraction)) if fraction > 0 else 0
+        train, val = copy.copy(self), copy.copy(self)
+        pick = [k and i % k == k - 1 for i in range(len(self.pairs))]
+        train.pairs = [p for p, v in zip(self.pairs, pick) if not v]
+        train.names = [n for n, v in zip(self.names, pick) if not v]
+        val.pairs = [p for p, v in zip(self.pairs, pick) if v]
+        val.names = [n for n, v in zip(self.names, pick) if v]
+        return train, val
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng([self.seed, index])
         noisy, clean = self.pairs[int(rng.integers(0, len(self.pairs)))]
         noisy, clean = augment(random_crop([noisy, clean], self.crop, rng), rng)
         return to_tensor(noisy), to_tensor(clean)
+
+
+class MixedPairs(Dataset):
+    """Paired crops mixed with synthetic ones: items are (noisy, clean, is_paired).
+
+    For synthetic items `noisy` is a copy of `clean`; the trainer replaces it with noise
+    synthesized on the device, where `is_paired` is False.
+    """
+
+    def __init__(self, pairs: PairedFolder, synthetic: CleanCrops, pairs_weight: float, seed: int):
+        self.pairs, self.synthetic, self.pairs_weight, self.seed = pairs, synthetic, pairs_weight, seed
+        self.images = synthetic.images  # what an epoch of the synthetic part covers
+
+    def __len__(self) -> int:
+        return 2**31 - 1
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if np.random.default_rng([self.seed, index, 1]).random() < self.pairs_weight:
+            noisy, clean = self.pairs[index]
+            return noisy, clean, torch.tensor(True)
+        clean = self.synthetic[index]
+        return clean, clean, torch.tensor(False)
+
+
+def _by_stem(folder: Path, side: str, problems: list[str]) -> dict[str, Path]:
+    """Files keyed by relative path without extension, lower-cased; clashes become problems."""
+    if not folder.is_dir():
+        problems.append(f"{side} folder not found: {folder}")
+        return {}
+    out: dict[str, Path] = {}
+    for path in list_images(folder):
+        key = path.relative_to(folder).with_suffix("").as_posix().lower()
+        if key in out:
+            problems.append(f"two {side} files match the name {key}: {_rel(out[key], folder)}, {_rel(path, folder)}")
+        else:
+            out[key] = path
+    return out
+
+
+def _rel(path: Path, root: str | Path) -> str:
+    return path.relative_to(root).as_posix()
 
 
 class IndexStream(torch.utils.data.Sampler):
@@ -228,12 +338,23 @@ def make_loader(dataset: Dataset, cfg: DataConfig, first_sample: int, samples: i
 
 def build_training_data(cfg: DataConfig, seed: int) -> tuple[Dataset, CleanImages | None]:
     """The training dataset and the held-out clean images for validation (if any)."""
-    if cfg.pairs:
+    if cfg.pairs and not cfg.clean_dirs:
         return PairedFolder(cfg.pairs[0], cfg.pairs[1], cfg.crop, cfg.channels, seed), None
     images = load_clean_images(cfg.clean_dirs, cfg.channels, cfg.crop)
     if cfg.clean_dirs and not images.images and not cfg.procedural:
         raise ValueError(f"no usable images in {', '.join(cfg.clean_dirs)} "
                          f"({images.skipped_small} smaller than the crop, {images.skipped_unreadable} unreadable)")
-    train, val = split_holdout(images)
+    if cfg.clean_weights:
+        if len(cfg.clean_weights) != len(cfg.clean_dirs):
+            raise ValueError(f"{len(cfg.clean_weights)} source weight(s) for {len(cfg.clean_dirs)} clean folder(s): "
+                             "give one weight per folder")
+        empty = [d for k, d in enumerate(cfg.clean_dirs) if cfg.clean_weights[k] > 0 and k not in images.source]
+        if empty:
+            raise ValueError(f"no usable images in weighted clean folder(s): {', '.join(empty)}")
+    train, val = split_holdout(images, cfg.val_holdout)
     weight = cfg.procedural_weight if cfg.procedural else 0.0
-    return CleanCrops(train, cfg.crop, cfg.channels, weight, seed), val
+    synthetic = CleanCrops(train, cfg.crop, cfg.channels, weight, seed, cfg.clean_weights)
+    if cfg.pairs:
+        pairs = PairedFolder(cfg.pairs[0], cfg.pairs[1], cfg.crop, cfg.channels, seed)
+        return MixedPairs(pairs, synthetic, cfg.pairs_weight, seed), val
+    return synthetic, val

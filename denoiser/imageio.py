@@ -3,20 +3,26 @@
 Inside the package an image is a float32 numpy array in [0, 1], shaped (H, W, C) with C = 1
 (gray) or 3 (RGB); an alpha channel is split off and carried in `ImageInfo`, untouched, so
 only colour is ever denoised. `ImageInfo` also keeps what is needed to write a faithful
-output: format, bit depth, EXIF and ICC profile.
+output: format, bit depth (8 or 16), EXIF (orientation already applied to the pixels), ICC
+profile and resolution.
 
-This module imports nothing else from the package, so any stage may use it.
+Pillow does the work, except for 16-bit colour/alpha PNG and TIFF, which it would cut to
+8 bits: those go through `imageio16`. This module imports nothing else from the package.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image, ImageOps
+
+from .imageio16 import EXIF_HEADER, decode_deep, encode_png16, encode_tiff16, is_deep, orient
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 FORMAT_BY_EXTENSION = {
@@ -25,7 +31,16 @@ FORMAT_BY_EXTENSION = {
 }
 EXTENSION_BY_FORMAT = {"PNG": ".png", "JPEG": ".jpg", "TIFF": ".tif", "BMP": ".bmp", "WEBP": ".webp"}
 SIXTEEN_BIT_FORMATS = ("PNG", "TIFF")
-DEFAULT_MAX_PIXELS = 200_000_000  # decompression-bomb guard; a 100 MP photo fits twice over
+ALPHA_FORMATS = ("PNG", "TIFF", "WEBP")
+DEFAULT_MAX_PIXELS = 150_000_000  # decompression-bomb guard: a 100 MP photo fits, a 20000x20000 bomb does not
+ORIENTATION = 0x0112
+# Tags that describe a TIFF file's pixel layout, not the photo: a TIFF's EXIF comes from its
+# main directory, and copying these to another file would describe the wrong pixels.
+TIFF_LAYOUT_TAGS = frozenset({254, 255, 256, 257, 258, 259, 262, 263, 266, 273, 277, 278, 279, 280, 281, 284,
+                              317, 320, 322, 323, 324, 325, 338, 339, 340, 341, 347, 530, 531, 532, 34675, 37724})
+UNSUPPORTED_MODES = {"CMYK": "CMYK (print) images are not supported: convert to RGB with their ICC profile first",
+                     "LAB": "Lab images are not supported: convert to RGB first"}
+ROWS = 256  # quantize in row blocks: no full-size temporaries for huge images
 
 
 class ImageError(ValueError):
@@ -38,8 +53,9 @@ class ImageInfo:
     bits: int = 8  # 8 or 16 per channel
     gray: bool = False
     alpha: np.ndarray | None = None  # (H, W) float32 in [0, 1], written back untouched
-    exif: bytes | None = None
+    exif: bytes | None = None  # starts with b"Exif\0\0"; orientation tag reset (pixels are upright)
     icc_profile: bytes | None = None
+    dpi: tuple[float, float] | None = None
 
 
 def is_image_path(path: Path) -> bool:
@@ -50,120 +66,216 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[
     """Read a file into (float32 HxWxC array in [0, 1], ImageInfo). Raises ImageError."""
     path = Path(path)
     try:
-        with Image.open(path) as img:
-            w, h = img.size
-            if w * h > max_pixels:
-                raise ImageError(f"{w}x{h} = {w * h / 1e6:.0f} MP is over the {max_pixels / 1e6:.0f} MP limit")
-            img.load()
-            return from_pil(img)
+        if path.stat().st_size == 0:
+            raise ImageError("empty file (0 bytes)")
+        # Our own guard below is the one that counts; lift Pillow's (lower) one to match it.
+        Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, max_pixels)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                w, h = img.size
+                if w * h > max_pixels:
+                    raise ImageError(f"{w}x{h} = {w * h:,} pixels is over the limit of {max_pixels:,} "
+                                     "(--max-pixels, the guard against decompression bombs)")
+                if is_deep(img):
+                    return _read_deep(img, path.read_bytes())
+                img.load()
+                return from_pil(img)
     except ImageError:
         raise
     except FileNotFoundError:
         raise ImageError("file not found") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
+    except PermissionError:
+        raise ImageError("permission denied") from None
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"over the limit of {max_pixels:,} pixels ({e})") from None
+    except Exception as e:  # crafted files make decoders raise anything (struct.error, IndexError...)
         raise ImageError(f"not a readable image ({type(e).__name__}: {e})") from None
 
 
+def _read_deep(img: Image.Image, data: bytes) -> tuple[np.ndarray, ImageInfo]:
+    exif, orientation = _portable_exif(img)
+    arr = orient(decode_deep(data), orientation).astype(np.float32)
+    if arr.shape[:2] != (img.size[::-1] if orientation < 5 else img.size):
+        raise ImageError("16-bit image data does not match the declared size")
+    arr /= 65535.0
+    c = arr.shape[2]
+    alpha = np.ascontiguousarray(arr[..., -1]) if c in (2, 4) else None
+    colour = np.ascontiguousarray(arr[..., :1] if c <= 2 else arr[..., :3])
+    info = ImageInfo(format=img.format, bits=16, gray=c <= 2, alpha=alpha, exif=exif,
+                     icc_profile=img.info.get("icc_profile"), dpi=img.info.get("dpi"))
+    return colour, info
+
+
 def from_pil(img: Image.Image) -> tuple[np.ndarray, ImageInfo]:
-    """Convert a PIL image (any mode) to the package's array form plus what to write back."""
+    """Convert a PIL image (any supported mode) to the package's array form plus what to write back."""
+    if img.mode in UNSUPPORTED_MODES:
+        raise ImageError(UNSUPPORTED_MODES[img.mode])
     fmt = (img.format or "PNG").upper()
-    exif = img.info.get("exif")
-    icc = img.info.get("icc_profile")
-    img = ImageOps.exif_transpose(img)  # orientation applied on read; the tag is reset below
+    exif, orientation = _portable_exif(img)
+    meta = {"icc_profile": img.info.get("icc_profile"), "dpi": img.info.get("dpi")}
+    if orientation != 1:
+        img = ImageOps.exif_transpose(img)  # orientation applied on read; the tag was reset above
     mode = img.mode
-    if mode == "CMYK":
-        raise ImageError("CMYK images are not supported: convert to RGB first")
-    if mode == "P":
-        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    if mode in ("P", "PA"):  # palette: convert to what the palette holds
+        img = img.convert("RGBA" if mode == "PA" or "transparency" in img.info else "RGB")
         mode = img.mode
-    alpha = None
-    bits = 8
-    if mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(img, dtype=np.float32) / 65535.0
-        arr, bits, gray = np.clip(arr, 0, 1)[..., None], 16, True
-    elif mode in ("1", "L", "LA"):
-        if mode == "LA":
-            alpha = np.asarray(img.getchannel("A"), dtype=np.float32) / 255.0
-        arr = np.asarray(img.convert("L"), dtype=np.float32)[..., None] / 255.0
-        gray = True
-    elif mode == "F":
-        arr, gray = np.clip(np.asarray(img, dtype=np.float32), 0, 1)[..., None], True
+    alpha, bits, gray = None, 8, True
+    if mode.startswith("I;16") or mode == "I":
+        arr = np.clip(np.asarray(img, dtype=np.float32) / 65535.0, 0, 1)[..., None]
+        bits = 16
+    elif mode == "F":  # 32-bit float gray: keep as much precision as our writers can (16 bits)
+        arr, bits = np.clip(np.asarray(img, dtype=np.float32), 0, 1)[..., None], 16
+    elif mode in ("1", "L", "LA", "La"):
+        if mode in ("LA", "La"):
+            alpha = _channel(img.convert("LA"), "A")
+        arr = _to_float(img.convert("L"))[..., None]
     else:
-        if "A" in mode:
-            alpha = np.asarray(img.getchannel("A"), dtype=np.float32) / 255.0
-        arr = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
         gray = False
-    if exif:
-        exif = _reset_orientation(img, exif)
-    info = ImageInfo(format=fmt, bits=bits, gray=gray, alpha=alpha, exif=exif, icc_profile=icc)
+        if "A" in mode or "a" in mode:
+            img = img.convert("RGBA")
+            alpha = _channel(img, "A")
+        arr = _to_float(img.convert("RGB"))
+    info = ImageInfo(format=fmt, bits=bits, gray=gray, alpha=alpha, exif=exif, **meta)
     return np.ascontiguousarray(arr), info
 
 
-def _reset_orientation(img: Image.Image, exif: bytes) -> bytes:
-    # exif_transpose already rotated the pixels; writing the old tag would rotate them twice.
+def _to_float(img: Image.Image) -> np.ndarray:
+    arr = np.asarray(img, dtype=np.float32)
+    arr /= 255.0
+    return arr
+
+
+def _channel(img: Image.Image, band: str) -> np.ndarray:
+    return _to_float(img.getchannel(band))
+
+
+def _portable_exif(img: Image.Image) -> tuple[bytes | None, int]:
+    """(EXIF fit for any output format, orientation). Call while the file is still open.
+
+    The original bytes are kept verbatim when nothing needs changing (maker notes hold
+    offsets that re-serialising can break); otherwise the orientation tag is reset to 1,
+    because the pixels are rotated on read and writing the old tag would rotate them twice.
+    """
     try:
-        e = Image.Exif()
-        e.load(exif)
-        e[0x0112] = 1
-        return e.tobytes()
+        source = img.getexif()
+        raw = img.info.get("exif")
+        orientation = int(source.get(ORIENTATION, 1))
+        layout = [t for t in source if t in TIFF_LAYOUT_TAGS]
+        if raw and orientation == 1 and not layout:
+            return (raw if raw.startswith(EXIF_HEADER) else EXIF_HEADER + raw), 1
+        if not len(source):
+            return None, 1
+        # Edit a copy (serialising also reads the Exif/GPS sub-directories while the file is
+        # open); editing the image's own Exif would stop exif_transpose from rotating it.
+        exif = Image.Exif()
+        exif.load(source.tobytes())
+        for tag in layout:
+            del exif[tag]
+        if ORIENTATION in exif:
+            exif[ORIENTATION] = 1
+        return (exif.tobytes() if len(exif) else None), orientation if orientation in range(1, 9) else 1
     except Exception:  # a damaged EXIF block is dropped rather than failing the image
-        return None
+        return None, 1
+
+
+def quantize(arr: np.ndarray, bits: int) -> np.ndarray:
+    """Float [0, 1] -> uint8/uint16, rounding to nearest, in row blocks (bounded temporaries)."""
+    scale, dtype = (65535.0, np.uint16) if bits == 16 else (255.0, np.uint8)
+    out = np.empty(arr.shape, dtype)
+    for y in range(0, arr.shape[0], ROWS):
+        block = np.clip(arr[y:y + ROWS], 0.0, 1.0) * np.float32(scale)
+        out[y:y + ROWS] = np.rint(block, out=block)
+    return out
+
+
+def _with_alpha(arr: np.ndarray, alpha: np.ndarray | None, bits: int) -> np.ndarray:
+    """(H, W, C) float -> (H, W, C[+1]) uint of `bits`, gray kept as one channel."""
+    colour = quantize(arr if arr.ndim == 3 else arr[..., None], bits)
+    if alpha is None:
+        return colour
+    return np.concatenate([colour, quantize(alpha, bits)[..., None]], axis=2)
 
 
 def to_pil(arr: np.ndarray, info: ImageInfo = ImageInfo()) -> Image.Image:
-    """The inverse of `from_pil`: array (H, W, C) in [0, 1] -> PIL image at info's bit depth."""
-    arr = np.clip(arr, 0.0, 1.0)
-    if arr.ndim == 3 and arr.shape[2] == 1:
-        arr = arr[..., 0]
-    if arr.ndim == 2:
-        if info.bits == 16:
-            img = Image.fromarray(np.round(arr * 65535.0).astype(np.uint16))
-        else:
-            img = Image.fromarray(np.round(arr * 255.0).astype(np.uint8), mode="L")
-        if info.alpha is not None:
-            img = Image.merge("LA", [img.convert("L"), _alpha_image(info.alpha)])
-        return img
-    img = Image.fromarray(np.round(arr * 255.0).astype(np.uint8), mode="RGB")
-    if info.alpha is not None:
-        img = Image.merge("RGBA", [*img.split(), _alpha_image(info.alpha)])
-    return img
+    """The inverse of `from_pil`. Pillow has no 16-bit colour mode, so only gray stays 16-bit."""
+    gray = arr.ndim == 2 or arr.shape[2] == 1
+    if gray and info.bits == 16 and info.alpha is None:
+        return Image.fromarray(quantize(arr.reshape(arr.shape[:2]), 16))
+    pixels = _with_alpha(arr, info.alpha, 8)
+    return Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels)
 
 
-def _alpha_image(alpha: np.ndarray) -> Image.Image:
-    return Image.fromarray(np.round(np.clip(alpha, 0, 1) * 255.0).astype(np.uint8), mode="L")
+def write_image(path: str | Path, arr: np.ndarray, info: ImageInfo = ImageInfo(), quality: int = 95,
+                exist_ok: bool = True) -> Path:
+    """Write atomically (temp file in the same folder, then rename): no half-written outputs.
 
-
-def write_image(path: str | Path, arr: np.ndarray, info: ImageInfo = ImageInfo(), quality: int = 95) -> Path:
-    """Write atomically (temp file in the same folder, then rename): no half-written outputs."""
+    The format follows the extension. 16-bit and alpha are kept where the format has them;
+    EXIF and ICC go wherever the format can carry them. With exist_ok=False an output that
+    appeared meanwhile is never replaced (FileExistsError).
+    """
     path = Path(path)
     fmt = FORMAT_BY_EXTENSION.get(path.suffix.lower())
     if fmt is None:
         raise ImageError(f"unknown output extension {path.suffix!r}")
-    if info.bits == 16 and fmt not in SIXTEEN_BIT_FORMATS:
-        info = replace(info, bits=8)
-    img = to_pil(arr, info)
-    if fmt in ("JPEG", "BMP") and img.mode in ("RGBA", "LA"):
-        img = img.convert("RGB" if img.mode == "RGBA" else "L")  # these formats have no alpha
+    bits = info.bits if fmt in SIXTEEN_BIT_FORMATS else 8
+    alpha = info.alpha if fmt in ALPHA_FORMATS else None
+    gray = arr.ndim == 2 or arr.shape[2] == 1
+    if bits == 16 and (not gray or alpha is not None):  # what Pillow cannot write
+        pixels = _with_alpha(arr, alpha, 16)
+        encode = encode_png16 if fmt == "PNG" else encode_tiff16
+        data = encode(pixels, info.exif, info.icc_profile)
+        _atomic_write(path, lambda f: f.write(data), exist_ok)
+        return path
+    img = to_pil(arr, replace(info, bits=bits, alpha=alpha))
     kwargs: dict = {}
     if fmt in ("JPEG", "WEBP"):
-        kwargs["quality"] = quality
+        kwargs["quality"] = int(quality)
     if fmt == "WEBP" and quality >= 100:
         kwargs["lossless"] = True
     if info.exif and fmt in ("JPEG", "PNG", "TIFF", "WEBP"):
         kwargs["exif"] = info.exif
     if info.icc_profile and fmt != "BMP":
         kwargs["icc_profile"] = info.icc_profile
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f"{path.suffix}.part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            img.save(f, format=fmt, **kwargs)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    if info.dpi and fmt in ("JPEG", "PNG", "TIFF"):
+        kwargs["dpi"] = info.dpi
+    _atomic_write(path, lambda f: img.save(f, format=fmt, **kwargs), exist_ok)
     return path
 
 
+def _atomic_write(path: Path, write: Callable, exist_ok: bool) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A hidden name that cannot clash; os.open applies the umask, unlike mkstemp's 0600.
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        if exist_ok:
+            os.replace(tmp, path)
+        else:
+            _link_no_clobber(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _link_no_clobber(tmp: Path, path: Path) -> None:
+    try:
+        os.link(tmp, path)  # atomic and fails if the name exists
+    except FileExistsError:
+        raise
+    except OSError:  # a file system without hard links: a check, then the rename
+        if path.exists():
+            raise FileExistsError(f"{path} exists") from None
+        os.replace(tmp, path)
+
+
+def is_partial_output(path: Path) -> bool:
+    """A temp file `_atomic_write` leaves behind only if the process is killed (SIGKILL, power)."""
+    return path.name.startswith(".") and path.name.endswith(".part")
+
+
 def to_uint8(arr: np.ndarray) -> np.ndarray:
-    return np.round(np.clip(arr, 0, 1) * 255.0).astype(np.uint8)
+    return quantize(arr, 8)

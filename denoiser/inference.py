@@ -4,34 +4,49 @@
     dn = Denoiser.load("checkpoints/default-color.safetensors")   # or .onnx / .engine
     clean = dn(pil_image, strength=0.8)   # PIL, numpy (uint8/uint16/float) or torch in, same out
 
-Backend "auto": a TensorRT engine when given one (and TensorRT + a GPU are there), PyTorch
-on CUDA for a checkpoint when a GPU is there, else ONNX Runtime on the CPU when an exported
-ONNX file is given or sits beside the checkpoint (same name, .onnx, exported from this very
-checkpoint), else PyTorch on the CPU.
+Backend "auto": a TensorRT engine when given one (TensorRT + a GPU needed); for a checkpoint,
+PyTorch on CUDA when a GPU is there, else ONNX Runtime on the CPU, which runs our U-Nets
+2-3x faster than PyTorch there (BENCHMARKS.md). The ONNX file is an export of that very
+checkpoint: one beside it, or one exported once into a cache folder (see `onnx_cache_dir`).
+
+Memory: images are cut into tiles whose size comes from `memory_mb` (see tiling.py).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
 from .backends import OnnxRuntimeBackend, TensorRTBackend, TorchBackend
 from .imageio import from_pil, to_pil
-from .tiling import denoise_tiled
+from .tiling import denoise_tiled, plan_tiles
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = REPO_ROOT / "checkpoints" / "default-color.safetensors"
 BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
+DEFAULT_MEMORY_MB = 1024  # activations of one backend call; whole-process peak is in BENCHMARKS.md
+# A non-blind model says so in its config ("model" metadata) and takes the noise level as one
+# extra input channel, constant sigma/255 (the FFDNet convention). Our shipped models are blind.
+NOISE_LEVEL_KEY = "noise_level_input"
 
 
 def default_model_path() -> Path:
     """$DENOISER_MODEL, else the shipped default colour model."""
     return Path(os.environ.get("DENOISER_MODEL", DEFAULT_MODEL))
+
+
+def onnx_cache_dir() -> Path:
+    """$DENOISER_CACHE, else $XDG_CACHE_HOME/denoiser, else ~/.cache/denoiser."""
+    if os.environ.get("DENOISER_CACHE"):
+        return Path(os.environ["DENOISER_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "denoiser"
 
 
 @dataclass(frozen=True)
@@ -44,14 +59,35 @@ class ModelInfo:
     precision: str
     meta: dict
 
+    @property
+    def width(self) -> int:
+        return int(self.meta.get("model", {}).get("width", 32))
+
+    @property
+    def takes_sigma(self) -> bool:
+        return bool(self.meta.get("model", {}).get(NOISE_LEVEL_KEY, False))
+
 
 class Denoiser:
-    def __init__(self, backend: Any, info: ModelInfo, tile: int = 512, tile_batch: int = 4):
-        self.backend, self.info, self.tile, self.tile_batch = backend, info, tile, tile_batch
+    def __init__(self, backend: Any, info: ModelInfo, tile: int | None = None,
+                 memory_mb: float = DEFAULT_MEMORY_MB, note: str = ""):
+        self.backend, self.info, self.memory_mb, self.note = backend, info, memory_mb, note
+        in_channels = info.channels + info.takes_sigma
+        self.tile, self.tile_batch = plan_tiles(memory_mb, info.width, in_channels, info.receptive_field,
+                                                info.alignment, tile)
+        self.max_side: int | None = None
+        profile = getattr(backend, "profile", None)  # a TensorRT engine takes a fixed range of shapes
+        if profile is not None:
+            from .tensorrt import fit_tile
+
+            self.tile = fit_tile(self.tile, info.receptive_field, info.alignment, profile)
+            self.tile_batch = min(self.tile_batch, profile.max_batch)
+            self.max_side = min(profile.max_hw)
 
     @classmethod
     def load(cls, path: str | Path | None = None, backend: str = "auto", device: str | None = None,
-             tile: int = 512, threads: int = 0) -> "Denoiser":
+             tile: int | None = None, memory_mb: float = DEFAULT_MEMORY_MB, threads: int = 0) -> "Denoiser":
+        """Load a checkpoint, .onnx or .engine. tile=None: the largest tile that fits memory_mb."""
         import torch
 
         path = Path(path) if path is not None else default_model_path()
@@ -60,6 +96,7 @@ class Denoiser:
         if not path.is_file():
             raise FileNotFoundError(f"model not found: {path}")
         suffix = path.suffix.lower()
+        sized = {"tile": tile, "memory_mb": memory_mb}
         if suffix == ".engine":
             if backend not in ("auto", "tensorrt"):
                 raise ValueError("a TensorRT engine runs only on the tensorrt backend")
@@ -69,7 +106,7 @@ class Denoiser:
             if "model" not in side:
                 raise ValueError(f"{path}: engine sidecar lacks the model config; rebuild with `denoiser export`")
             info = _info(path, "engine", side, side.get("precision", "unknown"))
-            return cls(TensorRTBackend(path, info.precision), info, tile)
+            return cls(TensorRTBackend(path, info.precision), info, **sized)
         if suffix == ".onnx":
             from .export import read_onnx_metadata
 
@@ -77,97 +114,138 @@ class Denoiser:
             if backend not in ("auto", "onnxruntime"):
                 raise ValueError(f"an ONNX file runs on the onnxruntime backend, not {backend!r}")
             info = _info(path, "onnx", meta, meta.get("precision", "fp32"))
-            return cls(OnnxRuntimeBackend(path, info.precision, threads), info, tile)
+            return cls(OnnxRuntimeBackend(path, info.precision, threads), info, **sized)
         if suffix != ".safetensors":
             raise ValueError(f"{path}: expected a .safetensors checkpoint, an .onnx file or an .engine")
+        if backend == "tensorrt":
+            raise ValueError(f"the tensorrt backend runs engines: build one with "
+                             f"`denoiser export {path} --engine OUT.engine` and load that")
 
-        from .checkpoint import file_sha256, load_checkpoint
+        from .checkpoint import load_checkpoint
 
         model, meta = load_checkpoint(path)
         info = ModelInfo(str(path), "checkpoint", model.cfg.channels, model.alignment, model.receptive_field,
                          "fp32", meta)
-        cuda = torch.cuda.is_available() and device != "cpu"
+        cuda = torch.cuda.is_available() and not (device or "").startswith("cpu")
+        note = ""
         if backend == "onnxruntime" or (backend == "auto" and not cuda):
-            onnx_path = path.with_suffix(".onnx")
-            if onnx_path.exists() and _exported_from(onnx_path, file_sha256(path)):
-                return cls(OnnxRuntimeBackend(onnx_path, "fp32", threads), info, tile)
-            if backend == "onnxruntime":
-                raise FileNotFoundError(f"no ONNX export of {path} beside it: run "
-                                        f"`denoiser export {path} -o {onnx_path}` first")
+            try:
+                onnx_path = onnx_for_checkpoint(path, model)
+                return cls(OnnxRuntimeBackend(onnx_path, "fp32", threads), info, **sized,
+                           note=f"ONNX export {onnx_path}")
+            except Exception as e:  # export needs onnx + onnxscript; PyTorch still works without them
+                if backend == "onnxruntime":
+                    raise RuntimeError(f"could not export {path} to ONNX: {e}") from e
+                note = f"ONNX export failed ({type(e).__name__}: {e}); using PyTorch"
+                print(f"denoiser: {note}", file=sys.stderr)
         if threads:
             torch.set_num_threads(threads)
-        return cls(TorchBackend(model, device or ("cuda" if cuda else "cpu")), info, tile)
+        if device is None:  # under torchrun each local rank takes its own GPU
+            device = f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if cuda else "cpu"
+        return cls(TorchBackend(model, device), info, **sized, note=note)
 
     def describe(self) -> str:
-        return f"{Path(self.info.path).name}: {self.backend.describe()}"
+        return f"{Path(self.info.path).name}: {self.backend.describe()}, tiles {self.tile}px x{self.tile_batch}"
 
-    def denoise_array(self, arr: np.ndarray, strength: float = 1.0) -> np.ndarray:
-        """(H, W, C) float32 in [0, 1], C = 1 or 3 -> denoised, same shape.
+    def denoise_array(self, arr: np.ndarray, strength: float = 1.0, sigma: float | None = None) -> np.ndarray:
+        """(H, W, C) float32 in [0, 1], C = 1 or 3 -> denoised, a new array of the same shape.
 
-        strength blends from the input (0) to the full denoise (1).
-        """
-        if strength == 0.0:
-            return arr
-        out = self._denoise_full(arr)
-        return out if strength == 1.0 else (strength * out + (1.0 - strength) * arr).astype(np.float32)
-
-    def _denoise_full(self, arr: np.ndarray) -> np.ndarray:
-        c_img, c_model = arr.shape[2], self.info.channels
-        chw = np.ascontiguousarray(arr.transpose(2, 0, 1), dtype=np.float32)
-        if c_img == c_model:
-            out = self._run(chw)
-        elif c_model == 3:  # gray image, colour model: run it as a gray RGB image
-            out = self._run(np.repeat(chw, 3, axis=0)).mean(axis=0, keepdims=True)
-        else:  # colour image, gray model: each channel on its own
-            out = np.concatenate([self._run(chw[i:i + 1]) for i in range(c_img)])
-        return np.clip(out, 0.0, 1.0).transpose(1, 2, 0)
-
-    def _run(self, chw: np.ndarray) -> np.ndarray:
-        return denoise_tiled(self.backend, chw, self.tile, self.info.receptive_field, self.info.alignment,
-                             self.tile_batch)
-
-    def __call__(self, image: Any, strength: float = 1.0) -> Any:
-        """Denoise a PIL image, numpy array or torch tensor; return the same type.
-
-        strength blends from the input (0) to the full denoise (1).
+        strength blends from the input (0) to the full denoise (1); sigma (0-255 scale) is
+        for models that take a noise level.
         """
         if not 0.0 <= strength <= 1.0:
             raise ValueError(f"strength must be in [0, 1], got {strength}")
+        arr = np.asarray(arr, dtype=np.float32)
+        run = self._runner(arr.shape[2], sigma)
+        if strength == 0.0:
+            return arr.copy()
+        out = denoise_tiled(run, arr, self.tile, self.info.receptive_field, self.info.alignment, self.tile_batch,
+                            self.max_side)
+        np.clip(out, 0.0, 1.0, out=out)
+        if strength != 1.0:  # out = arr + strength * (out - arr), in place: no full-size temporaries
+            out -= arr
+            out *= np.float32(strength)
+            out += arr
+        return out
+
+    def check_sigma(self, sigma: float | None) -> None:
+        """A noise level goes only to models that take one, and those need it."""
+        name = Path(self.info.path).name
+        if sigma is not None and not self.info.takes_sigma:
+            raise ValueError(f"{name} is a blind denoiser (it estimates the noise itself) and takes no noise "
+                             "level: leave out --sigma")
+        if self.info.takes_sigma:
+            if sigma is None:
+                raise ValueError(f"{name} needs the noise level: give --sigma (0-255 scale)")
+            if not 0 <= sigma <= 255:
+                raise ValueError(f"sigma is on the 0-255 scale, got {sigma}")
+
+    def _runner(self, channels: int, sigma: float | None) -> Callable[[np.ndarray], np.ndarray]:
+        """The backend, adapted per tile to the image's channel count and the noise level."""
+        c_model, run = self.info.channels, self.backend
+        self.check_sigma(sigma)
+        if self.info.takes_sigma:
+            base = run
+
+            def run(x: np.ndarray) -> np.ndarray:
+                level = np.full((x.shape[0], 1, *x.shape[2:]), sigma / 255.0, np.float32)
+                return base(np.concatenate([x, level], axis=1))
+
+        if channels == c_model:
+            return run
+        if channels == 1 and c_model == 3:  # gray image, colour model: run it as a gray RGB image
+            return lambda x: run(np.repeat(x, 3, axis=1)).mean(axis=1, keepdims=True)
+        if c_model == 1:  # colour image, gray model: each channel as its own image, in one batch
+            return lambda x: run(x.reshape(-1, 1, *x.shape[2:])).reshape(x.shape)
+        raise ValueError(f"cannot run a {c_model}-channel model on a {channels}-channel image")
+
+    def __call__(self, image: Any, strength: float = 1.0, sigma: float | None = None) -> Any:
+        """Denoise a PIL image, numpy array or torch tensor; return the same type.
+
+        numpy: (H, W) or (H, W, C) with C = 1, 2 (gray + alpha), 3 or 4 (RGBA); uint8, uint16 or
+        float in [0, 1]. torch: (C, H, W) or (B, C, H, W), uint8 or float in [0, 1], any device.
+        Alpha is passed through untouched. strength in [0, 1] blends input (0) to denoised (1).
+        """
         from PIL import Image
 
         if isinstance(image, Image.Image):
             arr, info = from_pil(image)
-            return to_pil(self.denoise_array(arr, strength), info)
+            return to_pil(self.denoise_array(arr, strength, sigma), info)
         if isinstance(image, np.ndarray):
-            return self._call_numpy(image, strength)
+            return self._call_numpy(image, strength, sigma)
         import torch
 
         if isinstance(image, torch.Tensor):
-            batched = image.ndim == 4
-            x = image if batched else image[None]
-            outs = [self.denoise_array(t.detach().float().cpu().numpy().transpose(1, 2, 0), strength) for t in x]
-            y = torch.from_numpy(np.stack(outs).transpose(0, 3, 1, 2)).to(image.device, image.dtype)
-            return y if batched else y[0]
+            if image.ndim not in (3, 4):
+                raise ValueError(f"expected a (C, H, W) or (B, C, H, W) tensor, got {tuple(image.shape)}")
+            x = image.detach().cpu()
+            if x.is_floating_point() and x.dtype not in (torch.float32, torch.float64, torch.float16):
+                x = x.float()  # bfloat16 and friends have no numpy twin
+            batch = x if x.ndim == 4 else x[None]
+            outs = [self._call_numpy(t.permute(1, 2, 0).numpy(), strength, sigma) for t in batch]
+            y = torch.from_numpy(np.stack(outs)).permute(0, 3, 1, 2).to(image.device, image.dtype)
+            return y if image.ndim == 4 else y[0]
         raise TypeError(f"expected a PIL image, numpy array or torch tensor, got {type(image).__name__}")
 
-    def _call_numpy(self, image: np.ndarray, strength: float) -> np.ndarray:
+    def _call_numpy(self, image: np.ndarray, strength: float, sigma: float | None) -> np.ndarray:
         dtype, shape = image.dtype, image.shape
         scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(dtype)
         if scale is None and not np.issubdtype(dtype, np.floating):
             raise TypeError(f"unsupported array dtype {dtype}: use uint8, uint16 or float in [0, 1]")
-        arr = image.astype(np.float32) / (scale or 1.0)
+        arr = image.astype(np.float32) / np.float32(scale or 1.0)
         if arr.ndim == 2:
             arr = arr[..., None]
-        if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
-            raise ValueError(f"expected an (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) array, got {shape}")
-        alpha = arr[..., 3:] if arr.shape[2] == 4 else None
-        out = self.denoise_array(np.ascontiguousarray(arr[..., :3] if alpha is not None else arr), strength)
-        if alpha is not None:
-            out = np.concatenate([out, alpha], axis=2)
+        if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4):
+            raise ValueError(f"expected an (H, W) or (H, W, C) array with C in 1-4, got {shape}")
+        has_alpha = arr.shape[2] in (2, 4)
+        colour = np.ascontiguousarray(arr[..., :-1] if has_alpha else arr)
+        out = self.denoise_array(colour, strength, sigma)
+        if has_alpha:
+            out = np.concatenate([out, arr[..., -1:]], axis=2)
         out = out.reshape(shape)
         if scale is None:
             return out.astype(dtype)
-        return np.round(np.clip(out, 0, 1) * scale).astype(dtype)
+        return np.rint(np.clip(out, 0, 1) * scale).astype(dtype)
 
 
 def _info(path: Path, kind: str, meta: dict, precision: str) -> ModelInfo:
@@ -175,9 +253,38 @@ def _info(path: Path, kind: str, meta: dict, precision: str) -> ModelInfo:
                      precision, meta)
 
 
+def onnx_for_checkpoint(path: Path, model: Any = None) -> Path:
+    """An ONNX export of this very checkpoint: the one beside it, or one in the cache (exported once).
+
+    The cache file is named by the checkpoint's SHA-256 and written atomically (exported and
+    checked in a temp folder, then renamed), so concurrent processes never see half a file.
+    """
+    from .checkpoint import file_sha256, load_checkpoint
+    from .export import export_onnx, sidecar_path
+
+    sha = file_sha256(path)
+    beside = path.with_suffix(".onnx")
+    if _exported_from(beside, sha):
+        return beside
+    cache = onnx_cache_dir()
+    target = cache / f"{sha}.onnx"
+    if _exported_from(target, sha):
+        return target
+    if model is None:
+        model = load_checkpoint(path)[0]
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache, prefix=".export-") as tmp:
+        tmp_onnx = Path(tmp) / target.name
+        export_onnx(model, tmp_onnx, source={"checkpoint": str(path), "sha256": sha})  # raises if the check fails
+        os.replace(tmp_onnx, target)
+        os.replace(sidecar_path(tmp_onnx), sidecar_path(target))  # last: the sidecar marks it complete
+    return target
+
+
 def _exported_from(onnx_path: Path, checkpoint_sha: str) -> bool:
-    side = Path(str(onnx_path) + ".json")
     try:
-        return json.loads(side.read_text()).get("source", {}).get("sha256") == checkpoint_sha
+        side = json.loads(Path(str(onnx_path) + ".json").read_text())
     except (OSError, ValueError):
         return False
+    return (onnx_path.is_file() and side.get("source", {}).get("sha256") == checkpoint_sha
+            and side.get("check", {}).get("passed", False))

@@ -32,3 +32,23 @@ def ssim(x: torch.Tensor, y: torch.Tensor, peak: float = 1.0) -> torch.Tensor:
     c1, c2 = (0.01 * peak) ** 2, (0.03 * peak) ** 2
     s = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2))
     return s.flatten(1).mean(1)
+
+
+# Losses. Charbonnier is a smooth L1 (differentiable at 0), common in restoration; an SSIM
+# term can be added because PSNR-optimal outputs look slightly flat.
+def charbonnier(x: torch.Tensor, y: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    return torch.sqrt((x - y).pow(2) + eps * eps).mean()
+
+
+LOSSES = {
+    "l1": lambda x, y: F.l1_loss(x, y),
+    "l2": lambda x, y: F.mse_loss(x, y),
+    "charbonnier": charbonnier,
+}
+
+
+def training_loss(name: str, ssim_weight: float, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    loss = LOSSES[name](out.float(), target.float())
+    if ssim_weight > 0:
+        loss = loss + ssim_weight * (1 - ssim(out, target).mean())
+    return loss

@@ -19,11 +19,11 @@ import math
 import os
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from .checkpoint import file_sha256
+from .config import EngineProfile, parse_hw  # noqa: F401  (parse_hw: re-exported for callers)
 from .export import INPUT_NAME, sidecar_path
 
 ENGINE_FORMAT = "denoiser-engine-v1"
@@ -46,39 +46,6 @@ def import_tensorrt() -> tuple[Any, str]:
     except ImportError:
         raise RuntimeError("TensorRT is not installed: `pip install denoiser[rtx]` (TensorRT for RTX, "
                            "builds without a GPU) or `pip install denoiser[tensorrt]` (regular TensorRT)") from None
-
-
-@dataclass(frozen=True)
-class EngineProfile:
-    """The input shapes an engine accepts; kernels are tuned for the `opt` shape.
-
-    Tiles are what get fed to an engine, so the defaults cover tile sizes rather than photos.
-    """
-
-    min_batch: int = 1
-    opt_batch: int = 1
-    max_batch: int = 4
-    min_hw: tuple[int, int] = (64, 64)
-    opt_hw: tuple[int, int] = (512, 512)
-    max_hw: tuple[int, int] = (1024, 1024)
-
-    def __post_init__(self) -> None:
-        # Checked here so a bad profile fails at once, not deep inside the builder.
-        for what, lo, mid, hi in (("batch", self.min_batch, self.opt_batch, self.max_batch),
-                                  ("height", self.min_hw[0], self.opt_hw[0], self.max_hw[0]),
-                                  ("width", self.min_hw[1], self.opt_hw[1], self.max_hw[1])):
-            if not 1 <= lo <= mid <= hi:
-                raise ValueError(f"engine profile {what}: need 1 <= min <= opt <= max, got "
-                                 f"min={lo}, opt={mid}, max={hi}")
-
-    def shapes(self, channels: int) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
-        """(min, opt, max) NCHW shapes."""
-        return ((self.min_batch, channels, *self.min_hw), (self.opt_batch, channels, *self.opt_hw),
-                (self.max_batch, channels, *self.max_hw))
-
-    @classmethod
-    def from_dict(cls, data: dict) -> EngineProfile:
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
 def _make_logger(trt: Any) -> Any:
@@ -217,8 +184,10 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, profile: Engine
         "build_seconds": round(time.time() - t0, 3),
         "gpu": _gpu_name(),
     }
-    # Carry the model description along, so an engine can be loaded without its ONNX file.
-    side.update({k: onnx_side[k] for k in ("model", "alignment", "receptive_field") if k in onnx_side})
+    # Carry the model description along, so an engine can be loaded without its ONNX file,
+    # and where it came from, so a stale engine's error can say how to rebuild it.
+    side.update({k: onnx_side[k] for k in ("model", "alignment", "receptive_field", "int8_target", "float_layers",
+                                           "float_precision", "source") if k in onnx_side})
     text = json.dumps(side, indent=2)
     _atomic_write(sidecar_path(engine_path), text.encode())
     return json.loads(text)  # exactly what a later read of the sidecar gives (lists, not tuples)
@@ -265,11 +234,81 @@ def check_engine_compatible(engine_path: str | Path) -> None:
                 problems.append(f"TensorRT-RTX says it cannot run on this GPU/driver ({', '.join(why) or flags}; "
                                 f"built for {side.get('compute_capabilities') or 'its default targets'})")
     if problems:
-        raise RuntimeError(f"engine {engine_path} cannot be used here: {'; '.join(problems)}. {REBUILD_HINT}")
+        raise RuntimeError(f"engine {engine_path} cannot be used here: {'; '.join(problems)}. "
+                           f"Rebuild it here: `{rebuild_command(engine_path, side)}`"
+                           + ("" if not _beside_onnx(engine_path, side) else
+                              " (or, in Python, denoiser.tensorrt.rebuild_engine(path) from the ONNX file beside it)"))
+
+
+def rebuild_command(engine_path: str | Path, side: dict) -> str:
+    """The `denoiser export` command line that rebuilds this engine with its own settings."""
+    engine_path = Path(engine_path)
+    profile = EngineProfile.from_dict(side["profile"]) if "profile" in side else EngineProfile()
+    onnx_file = engine_path.with_name(side.get("onnx", {}).get("file") or engine_path.stem + ".onnx")
+    precision = side.get("precision") if side.get("precision") in ("fp32", "fp16", "int8") else "fp32"
+    hw = lambda t: f"{t[0]}x{t[1]}"  # noqa: E731
+    parts = ["denoiser export", str(side.get("source", {}).get("checkpoint") or "MODEL.safetensors"),
+             f"--precision {precision}", f"-o {onnx_file}", f"--engine {engine_path}",
+             f"--min-hw {hw(profile.min_hw)} --opt-hw {hw(profile.opt_hw)} --max-hw {hw(profile.max_hw)}",
+             f"--min-batch {profile.min_batch} --opt-batch {profile.opt_batch} --max-batch {profile.max_batch}",
+             f"--workspace-mb {side.get('workspace_mb', 1024)}"]
+    if side.get("compute_capabilities"):
+        parts.append(f"--compute-capabilities {','.join(side['compute_capabilities'])}")
+    return " ".join(parts)
+
+
+def _beside_onnx(engine_path: Path, side: dict) -> Path | None:
+    """The ONNX file the engine was built from, if it sits beside it unchanged."""
+    onnx = side.get("onnx") or {}
+    path = Path(engine_path).with_name(onnx.get("file") or "")
+    return path if onnx.get("file") and path.is_file() and file_sha256(path) == onnx.get("sha256") else None
+
+
+def rebuild_engine(engine_path: str | Path) -> dict:
+    """Rebuild a stale engine from the ONNX file beside it, with the settings it was built with."""
+    engine_path = Path(engine_path)
+    side = read_engine_sidecar(engine_path)
+    onnx_path = _beside_onnx(engine_path, side)
+    if onnx_path is None:
+        raise RuntimeError(f"cannot rebuild {engine_path}: its ONNX file {side.get('onnx', {}).get('file')!r} is not "
+                           f"beside it (or was changed); run `{rebuild_command(engine_path, side)}`")
+    trt, flavour = import_tensorrt()
+    targets = side.get("compute_capabilities") if flavour == "tensorrt-rtx" else None
+    return build_engine(onnx_path, engine_path, EngineProfile.from_dict(side["profile"]),
+                        side.get("workspace_mb", 1024), targets or None)
+
+
+def fit_tile(tile: int, margin: int, alignment: int, profile: EngineProfile) -> int:
+    """The largest aligned core tile <= `tile` whose input (core plus a margin on each side)
+    fits the engine profile's largest height and width. Tiling calls it so tiles never
+    leave the profile; inputs below the profile minimum are padded by the runner."""
+    margin = math.ceil(margin / alignment) * alignment  # what tiling.denoise_tiled uses
+    room = min(profile.max_hw) - 2 * margin
+    fitted = min(tile, room) // alignment * alignment
+    if fitted < alignment:
+        raise ValueError(f"the engine profile's max {profile.max_hw[0]}x{profile.max_hw[1]} leaves no room for a tile "
+                         f"inside the model's {margin}-pixel margins; rebuild the engine with --max-hw "
+                         f"{2 * margin + 256}x{2 * margin + 256} or more")
+    return fitted
+
+
+def profile_padding(h: int, w: int, profile: EngineProfile) -> tuple[int, int]:
+    """(bottom, right) edge padding that brings an h x w input up to the profile minimum."""
+    if h > profile.max_hw[0] or w > profile.max_hw[1]:
+        raise ValueError(f"{h}x{w} is over the engine profile's max {profile.max_hw[0]}x{profile.max_hw[1]}; "
+                         "tile the image (Denoiser does) or rebuild the engine with a larger --max-hw")
+    return max(0, profile.min_hw[0] - h), max(0, profile.min_hw[1] - w)
 
 
 class TensorRTRunner:
-    """Run an engine on CUDA: `runner(x)` with x a (B, C, H, W) float32 tensor, returns float32 on CUDA."""
+    """Run an engine on CUDA: `runner(x)` with x a (B, C, H, W) float tensor (CPU or CUDA),
+    returns float32 on CUDA.
+
+    Any batch size (split into chunks of the profile's max batch) and any size up to the
+    profile's max height/width (smaller inputs are edge-padded up to its minimum, and the
+    padding is cropped off). Input and output buffers are reused across calls; work is
+    enqueued on the runner's own CUDA stream.
+    """
 
     def __init__(self, engine_path: str | Path, device: str | int = "cuda"):
         import torch
@@ -292,7 +331,7 @@ class TensorRTRunner:
             self._engine = self._runtime.deserialize_cuda_engine(self.engine_path.read_bytes())
             if self._engine is None:
                 raise RuntimeError(f"could not load engine {engine_path}: {'; '.join(self._logger.errors)}. "
-                                   f"{REBUILD_HINT}")
+                                   f"Rebuild it here: `{rebuild_command(engine_path, self.meta)}`")
             self._context = self._engine.create_execution_context()
         names = [self._engine.get_tensor_name(i) for i in range(self._engine.num_io_tensors)]
         mode = {n: self._engine.get_tensor_mode(n) for n in names}
@@ -300,39 +339,61 @@ class TensorRTRunner:
         self.output_name = next(n for n in names if mode[n] == trt.TensorIOMode.OUTPUT)
         self.min_shape, self.opt_shape, self.max_shape = (
             tuple(d) for d in self._engine.get_tensor_profile_shape(self.input_name, 0))
+        self.profile = EngineProfile(self.min_shape[0], self.opt_shape[0], self.max_shape[0], tuple(self.min_shape[2:]),
+                                     tuple(self.opt_shape[2:]), tuple(self.max_shape[2:]))
         # FP16/INT8 ONNX files keep float32 I/O; a half-precision I/O engine works too.
         dtypes = {trt.DataType.FLOAT: torch.float32, trt.DataType.HALF: torch.float16}
         io = [self._engine.get_tensor_dtype(n) for n in (self.input_name, self.output_name)]
         if not all(dt in dtypes for dt in io):
             raise RuntimeError(f"engine I/O types {io} are not supported (expected float32 or float16)")
         self._in_dtype, self._out_dtype = (dtypes[dt] for dt in io)
-        self._out_buffer: torch.Tensor | None = None  # flat; grows to the largest output seen
+        self._buffers: dict[str, Any] = {}  # flat, per direction; grow to the largest shape seen
 
     def accepts(self, shape: Sequence[int]) -> bool:
         return len(shape) == 4 and all(lo <= s <= hi for lo, s, hi in zip(self.min_shape, shape, self.max_shape))
 
-    def __call__(self, x):
+    def _buffer(self, which: str, shape: tuple[int, ...], dtype):
         import torch
 
-        if x.dim() != 4 or not self.accepts(tuple(x.shape)):
-            raise ValueError(f"input shape {tuple(x.shape)} is outside the engine profile: (B, C, H, W) from "
-                             f"{self.min_shape} to {self.max_shape}; tile the image or rebuild the engine "
-                             "with a larger profile")
-        x = x.to(self.device, self._in_dtype).contiguous()
+        numel = math.prod(shape)
+        buf = self._buffers.get(which)
+        if buf is None or buf.numel() < numel:
+            buf = self._buffers[which] = torch.empty(numel, dtype=dtype, device=self.device)
+        return buf[:numel].view(shape)
+
+    def __call__(self, x):
+        import torch
+        import torch.nn.functional as F
+
+        if x.dim() != 4 or x.shape[1] != self.min_shape[1]:
+            raise ValueError(f"expected a (B, {self.min_shape[1]}, H, W) tensor, got {tuple(x.shape)}")
+        h, w = x.shape[2:]
+        pad_h, pad_w = profile_padding(h, w, self.profile)  # raises above the profile's max
+        if pad_h or pad_w:  # edge padding, as the model pads to its alignment itself
+            x = F.pad(x.float(), (0, pad_w, 0, pad_h), mode="replicate")
+        outs = [self._run(chunk) for chunk in x.split(self.max_shape[0])]
+        y = outs[0] if len(outs) == 1 else torch.cat(outs)
+        return y[:, :, :h, :w]
+
+    def _run(self, x):
+        import torch
+
+        shape = tuple(x.shape)
         ctx = self._context
-        if not ctx.set_input_shape(self.input_name, tuple(x.shape)):
-            raise RuntimeError(f"TensorRT rejected input shape {tuple(x.shape)}")
-        out_shape = tuple(ctx.get_tensor_shape(self.output_name))
-        numel = math.prod(out_shape)
-        if self._out_buffer is None or self._out_buffer.numel() < numel:
-            self._out_buffer = torch.empty(numel, dtype=self._out_dtype, device=self.device)
-        out = self._out_buffer[:numel].view(out_shape)
-        if not (ctx.set_tensor_address(self.input_name, x.data_ptr())
+        if not ctx.set_input_shape(self.input_name, shape):
+            raise RuntimeError(f"TensorRT rejected input shape {shape}")
+        out = self._buffer("out", tuple(ctx.get_tensor_shape(self.output_name)), self._out_dtype)
+        inp = self._buffer("in", shape, self._in_dtype)
+        if not (ctx.set_tensor_address(self.input_name, inp.data_ptr())
                 and ctx.set_tensor_address(self.output_name, out.data_ptr())):
             raise RuntimeError(f"TensorRT refused the I/O buffers: {'; '.join(self._logger.errors[-3:])}")
         # x may still be being written on torch's current stream: make our stream wait for it.
         self._stream.wait_stream(torch.cuda.current_stream(self.device))
-        if not ctx.execute_async_v3(self._stream.cuda_stream):
-            raise RuntimeError(f"TensorRT execution failed: {'; '.join(self._logger.errors[-3:])}")
+        with torch.cuda.stream(self._stream):
+            inp.copy_(x, non_blocking=True)
+            if not ctx.execute_async_v3(self._stream.cuda_stream):
+                raise RuntimeError(f"TensorRT execution failed: {'; '.join(self._logger.errors[-3:])}")
         self._stream.synchronize()
-        return out.to(torch.float32, copy=True)  # the buffer is reused by the next call
+        # Copied on the caller's stream (its allocator owns the result); the next call's
+        # wait_stream keeps our stream from overwriting `out` before this copy has run.
+        return out.to(torch.float32, copy=True)

@@ -1,34 +1,40 @@
 """One training loop, the same on one CPU, one GPU, or many under torchrun (DDP).
 
 A run folder holds config.json (the resolved RunConfig), metrics.jsonl (one JSON record per
-logged step and per validation), last.safetensors (snapshot incl. optimizer state, for
---resume), best.safetensors (best validation PSNR) and model.safetensors (final weights).
-Under DDP every rank trains on its own shard of the index stream; only rank 0 writes.
+logged step and per validation), previews/ (noisy | output | clean at each validation),
+last.safetensors (snapshot with optimizer/EMA/RNG state, for --resume; written atomically),
+best.safetensors (best validation PSNR) and model.safetensors (final weights).
+
+Determinism: data item i is a pure function of (seed, i), the learning rate a pure function of
+the step, and the noise generator's state is in the snapshot, so on the CPU N steps straight
+and N/2 + resume + N/2 give identical weights. Under DDP every rank trains on its own shard of
+the index stream; only rank 0 writes.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import json
 import math
 import os
-import sys
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
-from safetensors.torch import load_file
 
-from .checkpoint import load_checkpoint, read_metadata, save_checkpoint
-from .config import ModelConfig, RunConfig, dumps, from_dict, to_dict
-from .data import CleanCrops, CleanImages, PairedFolder, build_training_data
-from .metrics import psnr, ssim
+from .checkpoint import load_checkpoint, load_extra_tensors, read_metadata, save_checkpoint
+from .config import RunConfig, dumps, from_dict, to_dict
+from .data import CleanCrops, CleanImages, PairedFolder, build_training_data, make_loader
+from .metrics import psnr, ssim, training_loss
 from .model import UNet, count_parameters
+from .monitor import Callback, MetricsLog, Progress, save_preview
 from .noise import synthesize
+from .optim import EMA, lr_at, make_optimizer
 
-Callback = Callable[[dict], "bool | None"]  # gets each metrics record; True asks to stop
+VAL_SEED = 1_000_003  # a seed namespace of its own: never equal to a training index stream
 
 
 def resolve_device(name: str) -> torch.device:
@@ -37,83 +43,133 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def lr_at(step: int, cfg: RunConfig) -> float:
-    """Linear warm-up, then cosine decay to lr * lr_min_factor."""
-    t = cfg.train
-    if step < t.warmup_steps:
-        return t.lr * (step + 1) / t.warmup_steps
-    progress = (step - t.warmup_steps) / max(1, t.steps - t.warmup_steps)
-    floor = t.lr * t.lr_min_factor
-    return floor + 0.5 * (t.lr - floor) * (1 + math.cos(math.pi * min(1.0, progress)))
+@dataclass
+class TrainingData:
+    dataset: torch.utils.data.Dataset
+    val_noisy: torch.Tensor
+    val_clean: torch.Tensor
+    items: int  # training images or pairs: what one epoch covers
 
 
-def validation_set(cfg: RunConfig, dataset, held_out: CleanImages | None, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fixed (noisy, clean) crops: seeded, identical across runs and resumes."""
-    d = cfg.data
-    seed = 1_000_003  # a seed namespace of its own: never equal to a training index stream
+def build_data(cfg: RunConfig, device: torch.device) -> TrainingData:
+    """Training data plus a fixed validation set that training never sees."""
+    d, seed = cfg.data, cfg.train.seed
+    dataset, held_out = build_training_data(d, seed)
     if isinstance(dataset, PairedFolder):
-        # indices far past any training stream: fixed crops (the images themselves are shared)
-        noisy, clean = zip(*(dataset[seed + i] for i in range(d.val_count)))
-        return torch.stack(noisy).to(device), torch.stack(clean).to(device)
-    if held_out is not None and held_out.images:
-        crop = min(d.val_crop, *(min(im.shape[:2]) for im in held_out.images))
-        source = CleanCrops(held_out, crop, d.channels, 0.0, seed)
+        items = len(dataset)
+        if d.val_dir is None:
+            dataset, val_pairs = dataset.split_holdout(d.val_holdout)
+            if len(dataset) == 0:
+                raise ValueError("paired folders hold too few pairs to hold some out: give --val-dir")
+            items = len(dataset)
+            held_out = val_pairs
     else:
-        source = CleanCrops(CleanImages([], []), d.val_crop, d.channels, 1.0, seed)
+        items = len(dataset.images.images)
+    val_noisy, val_clean = _validation_set(cfg, held_out, device)
+    return TrainingData(dataset, val_noisy, val_clean, items)
+
+
+def _validation_set(cfg: RunConfig, held_out, device) -> tuple[torch.Tensor, torch.Tensor]:
+    d = cfg.data
+    if d.val_dir:
+        vdir = Path(d.val_dir)
+        if (vdir / "noisy").is_dir() and (vdir / "clean").is_dir():
+            held_out = PairedFolder(vdir / "noisy", vdir / "clean", min(d.val_crop, d.crop * 2), d.channels, VAL_SEED)
+        else:
+            from .data import load_clean_images
+
+            held_out = load_clean_images((str(vdir),), d.channels, 16)
+            if not held_out.images:
+                raise ValueError(f"--val-dir {vdir}: no usable images")
+    if isinstance(held_out, PairedFolder) and len(held_out):
+        held_out.seed = VAL_SEED
+        noisy, clean = zip(*(held_out[i] for i in range(d.val_count)))
+        return torch.stack(noisy).to(device), torch.stack(clean).to(device)
+    if held_out is not None and getattr(held_out, "images", None):
+        crop = min(d.val_crop, *(min(im.shape[:2]) for im in held_out.images))
+        source = CleanCrops(held_out, crop, d.channels, 0.0, VAL_SEED)
+    else:  # procedural only: a different seed namespace is as unseen as it gets
+        source = CleanCrops(CleanImages([], []), d.val_crop, d.channels, 1.0, VAL_SEED)
     clean = torch.stack([source[i] for i in range(d.val_count)]).to(device)
-    gen = torch.Generator(device=device).manual_seed(seed)
-    return synthesize(clean, cfg.noise, gen), clean
+    return synthesize(clean, cfg.noise, torch.Generator(device=device).manual_seed(VAL_SEED)), clean
 
 
-def _save_snapshot(path: Path, model, opt, step: int, gen: torch.Generator, meta: dict) -> None:
+def make_pair(clean: torch.Tensor, cfg: RunConfig, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """(clean, noisy) from a clean colour batch; a `gray_prob` share of it becomes gray images
+    whose noise is drawn once and repeated in all channels, as in a gray file read as RGB."""
+    noisy = synthesize(clean, cfg.noise, gen)
+    if cfg.data.gray_prob <= 0 or clean.shape[1] != 3:
+        return clean, noisy
+    pick = (torch.rand(clean.shape[0], generator=gen, device=clean.device) < cfg.data.gray_prob).view(-1, 1, 1, 1)
+    gray = clean.mean(1, keepdim=True)
+    gray_noisy = synthesize(gray, cfg.noise, gen)
+    return (torch.where(pick, gray.expand_as(clean), clean),
+            torch.where(pick, gray_noisy.expand_as(noisy), noisy))
+
+
+def total_steps(cfg: RunConfig, items: int, world: int) -> int:
+    if cfg.train.epochs <= 0:
+        return cfg.train.steps
+    return cfg.train.epochs * max(1, math.ceil(items / (cfg.data.batch_size * world)))
+
+
+def _snapshot_tensors(opt, ema: EMA | None, gen: torch.Generator) -> dict[str, torch.Tensor]:
     # Optimizer state goes in as tensors + JSON, never as a pickle.
     tensors = {}
     for idx, state in opt.state_dict()["state"].items():
         for k, v in state.items():
             tensors[f"opt.{idx}.{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
+    if ema:
+        tensors.update({f"ema.{k}": v for k, v in ema.shadow.items()})
     tensors["rng.noise"] = gen.get_state()
-    save_checkpoint(path, model, **meta, step=step, param_groups=opt.state_dict()["param_groups"],
-                    snapshot_tensors=sorted(tensors))
-    from safetensors.torch import save_file
-
-    side = path.with_suffix(".state.safetensors")
-    tmp = side.with_name(side.name + ".part")
-    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
-    os.replace(tmp, side)
+    return tensors
 
 
-def _load_snapshot(path: Path, model, opt, gen: torch.Generator, device) -> int:
+def _restore(path: Path, model, opt, ema: EMA | None, gen: torch.Generator, device) -> int:
     meta = read_metadata(path)
-    model.load_state_dict(load_file(str(path), device=str(device)))
-    side = load_file(str(path.with_suffix(".state.safetensors")), device=str(device))
+    loaded, _ = load_checkpoint(path, device)
+    model.load_state_dict(loaded.state_dict())
+    extra = load_extra_tensors(path, device)
     state: dict = {}
-    for key, v in side.items():
+    for key, v in extra.items():
         if key.startswith("opt."):
             _, idx, k = key.split(".", 2)
             state.setdefault(int(idx), {})[k] = v.cpu() if k == "step" else v
+        elif key.startswith("ema.") and ema:
+            ema.shadow[key[4:]] = v.float()
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    gen.set_state(side["rng.noise"].cpu())  # generator states are CPU byte tensors on any device
+    gen.set_state(extra["rng.noise"].cpu())  # generator states are CPU byte tensors on any device
     return int(meta["step"])
 
 
-class Progress:
-    """A one-line terminal progress bar (rewritten in place on a TTY, plain lines otherwise)."""
+def _trim_metrics(run_dir: Path, step: int) -> None:
+    """Drop records a killed run wrote after its last snapshot: they will be written again."""
+    path = run_dir / "metrics.jsonl"
+    if path.exists():
+        keep = [ln for ln in path.read_text().splitlines() if ln.strip() and _record_step(ln) <= step]
+        path.write_text("".join(ln + "\n" for ln in keep))
 
-    def __init__(self, total: int, enabled: bool):
-        self.total, self.enabled, self.tty = total, enabled, sys.stderr.isatty()
 
-    def update(self, step: int, rec: dict, eta_s: float) -> None:
-        if not self.enabled:
-            return
-        width = 24
-        filled = int(width * step / self.total)
-        line = (f"[{'#' * filled}{'.' * (width - filled)}] {step}/{self.total} loss {rec['loss']:.4f} "
-                f"lr {rec['lr']:.2e} {rec['images_per_s']:.1f} img/s ETA {eta_s / 60:.1f} min")
-        print(("\r" + line) if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
+def _record_step(line: str) -> int:
+    try:
+        return int(json.loads(line)["step"])
+    except (ValueError, KeyError):
+        return 1 << 62
 
-    def message(self, text: str) -> None:
-        if self.enabled:
-            print(("\n" if self.tty else "") + text, file=sys.stderr, flush=True)
+
+def _autocast(cfg: RunConfig, device: torch.device):
+    amp = cfg.train.amp
+    if amp == "auto":
+        amp = "bf16" if device.type == "cuda" else "off"
+    if amp == "off":
+        return contextlib.nullcontext, None
+    if amp not in ("bf16", "fp16"):
+        raise ValueError(f"unknown amp mode {amp!r}: auto, bf16, fp16 or off")
+    if amp == "fp16" and device.type != "cuda":
+        raise ValueError("fp16 mixed precision needs CUDA; use bf16 or off on the CPU")
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None  # fp16 gradients underflow without it
+    return (lambda: torch.autocast(device.type, dtype=dtype)), scaler
 
 
 def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, init: str | None = None,
@@ -124,7 +180,8 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, init: str |
     if ddp:
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
         rank, world = dist.get_rank(), dist.get_world_size()
-        device = torch.device(f"cuda:{int(os.environ['LOCAL_RANK'])}") if torch.cuda.is_available() else torch.device("cpu")
+        device = (torch.device(f"cuda:{int(os.environ['LOCAL_RANK'])}") if torch.cuda.is_available()
+                  else torch.device("cpu"))
     else:
         rank, world, device = 0, 1, resolve_device(cfg.train.device)
     main_rank = rank == 0
@@ -132,102 +189,141 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, init: str |
         torch.set_num_threads(cfg.train.threads)
     torch.manual_seed(cfg.train.seed)
 
-    if init:  # fine-tuning keeps the starting model's architecture
-        model, init_meta = load_checkpoint(init, device)
-        cfg = RunConfig(cfg.noise, cfg.data, model.cfg, cfg.train)
-    model = UNet(cfg.model).to(device) if not init else model.train()
+    init_meta = None
+    if resume:  # the run folder's own config wins: resuming must not change the experiment
+        cfg = from_dict(RunConfig, json.loads((run_dir / "config.json").read_text()))
+    elif init:  # fine-tuning keeps the starting model's architecture
+        init_model, init_meta = load_checkpoint(init)
+        cfg = replace(cfg, model=init_model.cfg, data=replace(cfg.data, channels=init_model.cfg.channels))
     if cfg.model.channels != cfg.data.channels:
         raise ValueError(f"model has {cfg.model.channels} channels but data has {cfg.data.channels}")
-    dataset, held_out = build_training_data(cfg.data, cfg.train.seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    data = build_data(cfg, device)  # validates every input before anything is written
+    steps = total_steps(cfg, data.items, world)
+
+    model = UNet(cfg.model)
+    if init and not resume:
+        model.load_state_dict(init_model.state_dict())
+    model = model.to(device)
+    memory_format = torch.channels_last if cfg.train.channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
+    opt = make_optimizer(model.parameters(), cfg.train)
+    ema = EMA(model, cfg.train.ema) if cfg.train.ema > 0 else None
     gen = torch.Generator(device=device).manual_seed(cfg.train.seed + 7919 * rank)
-    step = 0
+    autocast, scaler = _autocast(cfg, device)
+
     snapshot = run_dir / "last.safetensors"
+    step = 0
     if resume:
         if not snapshot.exists():
             raise FileNotFoundError(f"nothing to resume: {snapshot} does not exist")
-        saved = from_dict(RunConfig, json.loads((run_dir / "config.json").read_text()))
-        if saved.model != cfg.model:
-            raise ValueError("--resume: the run folder's model config differs from the requested one")
-        step = _load_snapshot(snapshot, model, opt, gen, device)
-    elif main_rank:
+        step = _restore(snapshot, model, opt, ema, gen, device)
+    if main_rank:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(dumps(cfg))
-    val_noisy, val_clean = validation_set(cfg, dataset, held_out, device)
+        for stale in run_dir.glob(".*.part"):  # temp files of a killed write
+            stale.unlink()
+        if resume:
+            _trim_metrics(run_dir, step)
+        else:
+            (run_dir / "config.json").write_text(dumps(cfg))
     net = torch.nn.parallel.DistributedDataParallel(model) if ddp else model
+    eval_model = copy.deepcopy(model).eval() if ema else model
 
-    from .data import make_loader
-
-    remaining = cfg.train.steps - step
-    loader = make_loader(dataset, cfg.data, step * cfg.data.batch_size, max(0, remaining) * cfg.data.batch_size,
-                         rank, world)
-    meta = {"run": to_dict(cfg), "parameters": count_parameters(model)}
-    if init:
+    loader = make_loader(data.dataset, cfg.data, step * cfg.data.batch_size,
+                         max(0, steps - step) * cfg.data.batch_size, rank, world)
+    meta = {"run": to_dict(cfg), "parameters": count_parameters(model), "total_steps": steps}
+    if init_meta is not None:
         meta["init"] = {"path": str(init), "metrics": init_meta.get("metrics")}
-    metrics_file = (run_dir / "metrics.jsonl").open("a") if main_rank else None
-    bar = Progress(cfg.train.steps, progress and main_rank)
+    log = MetricsLog(run_dir if main_rank else None, cfg.train.tensorboard and main_rank, callback)
+    bar = Progress(steps, step, progress and main_rank)
     best = -math.inf
-    start, t_log, imgs_since = time.time(), time.time(), 0
-    stop = False
+    if main_rank and (run_dir / "best.safetensors").exists() and resume:
+        best = read_metadata(run_dir / "best.safetensors").get("metrics", {}).get("val_psnr", best)
+    start = t_log = time.time()
+    imgs_since, stop = 0, False
 
-    def log(rec: dict) -> bool:
-        if metrics_file:
-            metrics_file.write(json.dumps(rec) + "\n")
-            metrics_file.flush()
-        return bool(callback(rec)) if callback else False
+    def validate() -> dict:
+        if ema:
+            ema.copy_to(eval_model)
+        model.eval()
+        with torch.no_grad(), autocast():
+            out = eval_model(data.val_noisy.to(memory_format=memory_format)).float().clamp(0, 1)
+        model.train()
+        if main_rank and cfg.train.preview_count:
+            n = cfg.train.preview_count
+            save_preview(run_dir / "previews" / f"step_{step:07d}.png", data.val_noisy[:n], out[:n], data.val_clean[:n])
+        return {"step": step, "val_psnr": psnr(out, data.val_clean).mean().item(),
+                "val_ssim": ssim(out, data.val_clean).mean().item(), "time": time.time() - start}
 
     model.train()
     for batch in loader:
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, cfg)
-        if isinstance(batch, (list, tuple)):
+            g["lr"] = lr_at(step, cfg.train, steps)
+        if isinstance(batch, torch.Tensor):  # clean crops: noise is made here, on the device
+            clean, noisy = make_pair(batch.to(device, non_blocking=True), cfg, gen)
+        elif len(batch) == 2:  # paired folders
             noisy, clean = (t.to(device, non_blocking=True) for t in batch)
-        else:
-            clean = batch.to(device, non_blocking=True)
-            noisy = synthesize(clean, cfg.noise, gen)
-        loss = F.l1_loss(net(noisy), clean)
+        else:  # pairs mixed with synthetic crops
+            noisy, clean, paired = (t.to(device, non_blocking=True) for t in batch)
+            synth_clean, synth_noisy = make_pair(clean, cfg, gen)
+            pick = paired.view(-1, 1, 1, 1)
+            noisy, clean = torch.where(pick, noisy, synth_noisy), torch.where(pick, clean, synth_clean)
+        with autocast():
+            out = net(noisy.contiguous(memory_format=memory_format))
+        loss = training_loss(cfg.train.loss, cfg.train.ssim_weight, out, clean)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        if scaler:
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+        else:
+            loss.backward()
         if cfg.train.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
-        opt.step()
+        if scaler:
+            scaler.step(opt)
+            scaler.update()
+        else:
+            opt.step()
+        if ema:
+            ema.update(model)
         step += 1
         imgs_since += clean.shape[0] * world
 
-        if step % cfg.train.log_interval == 0 or step == cfg.train.steps:
-            loss_v = loss.detach()
+        if step % cfg.train.log_interval == 0 or step == steps:
+            loss_v = loss.detach().float()
             if ddp:
                 dist.all_reduce(loss_v, op=dist.ReduceOp.AVG)
             now = time.time()
-            rec = {"step": step, "loss": loss_v.item(), "lr": lr_at(step - 1, cfg),
+            rec = {"step": step, "loss": loss_v.item(), "lr": lr_at(step - 1, cfg.train, steps),
                    "images_per_s": imgs_since / max(now - t_log, 1e-9), "time": now - start}
             t_log, imgs_since = now, 0
-            stop = log(rec) or stop
-            bar.update(step, rec, (now - start) / max(1, step - (cfg.train.steps - remaining)) * (cfg.train.steps - step))
-        if step % cfg.train.val_interval == 0 or step == cfg.train.steps:
-            model.eval()
-            with torch.no_grad():
-                out = model(val_noisy).clamp(0, 1)
-            model.train()
-            rec = {"step": step, "val_psnr": psnr(out, val_clean).mean().item(),
-                   "val_ssim": ssim(out, val_clean).mean().item(), "time": time.time() - start}
-            stop = log(rec) or stop
+            stop = log.write(rec) or stop
+            bar.update(step, rec)
+        if step % cfg.train.val_interval == 0 or step == steps:
+            rec = validate()
+            stop = log.write(rec) or stop
             if main_rank and rec["val_psnr"] > best:
                 best = rec["val_psnr"]
-                save_checkpoint(run_dir / "best.safetensors", model, **meta, step=step,
+                save_checkpoint(run_dir / "best.safetensors", eval_model, **meta, step=step,
                                 metrics={"val_psnr": rec["val_psnr"], "val_ssim": rec["val_ssim"]})
             bar.message(f"step {step}: val PSNR {rec['val_psnr']:.2f} dB, SSIM {rec['val_ssim']:.4f}")
-        if main_rank and (step % cfg.train.snapshot_interval == 0 or step == cfg.train.steps or stop):
-            _save_snapshot(snapshot, model, opt, step, gen, meta)
+        if ddp:  # every rank must leave the loop together, or the others hang in all_reduce
+            flag = torch.tensor([float(stop)], device=device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            stop = bool(flag.item())
+        if main_rank and (step % cfg.train.snapshot_interval == 0 or step == steps or stop):
+            save_checkpoint(snapshot, model, _snapshot_tensors(opt, ema, gen), **meta, step=step,
+                            param_groups=opt.state_dict()["param_groups"])
         if stop:
             bar.message(f"stopped at step {step} on request")
             break
 
     final = run_dir / "model.safetensors"
     if main_rank:
-        save_checkpoint(final, model, **meta, step=step, wall_time_s=time.time() - start,
+        if ema:
+            ema.copy_to(eval_model)
+        save_checkpoint(final, eval_model, **meta, step=step, wall_time_s=time.time() - start,
                         metrics={"val_psnr_best": best}, device=str(device), world_size=world)
-        metrics_file.close()
+    log.close()
     if ddp:
         dist.barrier()
         dist.destroy_process_group()
@@ -236,6 +332,3 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, init: str |
 
 def load_run_config(run_dir: str | Path) -> RunConfig:
     return from_dict(RunConfig, json.loads((Path(run_dir) / "config.json").read_text()))
-
-
-__all__ = ["train", "lr_at", "load_run_config", "resolve_device", "ModelConfig"]

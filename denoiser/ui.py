@@ -1,109 +1,281 @@
-"""The Gradio page. It only calls the package: no model logic lives here.
+"""The Gradio page: Denoise, Batch and Train tabs. This module only lays out components and
+wires events; what each button does lives in ui_denoise, ui_batch and ui_train, which call
+the package. No model logic here.
 
-The denoise event is the public API (`api_name="denoise"`, inputs (image, strength), output
-an image); the before/after slider, download file and timing follow it as private events.
-Results are PNG (lossless; 16-bit stays 16-bit), never Gradio's default lossy WebP.
+Public API: the Denoise button's event, `api_name="denoise"`, inputs (image, strength), output
+one image (a lossless PNG path). `preprocess=False` hands the upload to our own reader (clear
+errors, 16-bit kept). The model a browser session picked travels in a `gr.State`, which API
+clients do not see: they get the model the app was started with. Every other event is private.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
-import threading
-import time
-from functools import lru_cache
 from pathlib import Path
 
-from .imageio import ImageError, read_image, write_image
-from .inference import Denoiser, default_model_path
+import gradio as gr  # ui.py is only imported to build the page; `import denoiser` stays light
+
+from .inference import BACKENDS, default_model_path
+from .models import DEFAULT_CHECKPOINTS_DIR, DEFAULT_RUNS_DIR, discover_models
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
-MAX_UPLOAD = "50mb"
-MAX_PIXELS = 40_000_000  # a 40 MP upload is still fine on a laptop-class CPU with tiling
-_load_lock = threading.Lock()
+MAX_UPLOAD_MB = 50
+DENOISE_CONCURRENCY = 2  # denoise + batch calls running at once; the rest wait in the queue
+QUEUE_SIZE = 64  # more waiting callers than this are told the server is busy
+PLOT_HEIGHT = 220
 
 
-@lru_cache(maxsize=4)
-def _cached_denoiser(path: str, backend: str) -> Denoiser:
-    return Denoiser.load(path, backend=backend)
+def launch_options(max_upload_mb: float = MAX_UPLOAD_MB) -> dict:
+    """Keyword arguments for `demo.launch`: offline, nothing shared, only our own files served."""
+    return {"share": False, "ssr_mode": False, "show_error": True, "max_file_size": int(max_upload_mb * 1024 * 1024),
+            "allowed_paths": [str(DATA_DIR)],  # the sample images the Examples show
+            "footer_links": ["api"]}
 
 
-def get_denoiser(path: str, backend: str = "auto") -> Denoiser:
-    with _load_lock:  # two first requests at once must not load the model twice
-        return _cached_denoiser(path, backend)
+def build_ui(model_path: str | Path | None = None, backend: str = "auto", runs_dir: str | Path | None = None,
+             data_root: str | Path | None = None, checkpoints_dir: str | Path | None = DEFAULT_CHECKPOINTS_DIR):
+    import pandas as pd
 
+    from . import ui_batch, ui_denoise, ui_train
+    from .imageio import IMAGE_EXTENSIONS
+    from .noise import NOISE_KINDS
+    from .optim import SCHEDULES, SOLVERS
+    from .ui_data import SOURCES
 
-def output_dir() -> Path:
-    base = Path(os.environ.get("GRADIO_TEMP_DIR", tempfile.gettempdir())) / "denoiser-results"
-    base.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(dir=base))
+    model = str(Path(model_path or default_model_path()).resolve())
+    runs_dir = Path(runs_dir or DEFAULT_RUNS_DIR)
+    T = ui_train.TrainForm()
 
+    def model_choices(kind: str | None = None) -> list[tuple[str, str]]:
+        entries = discover_models(checkpoints_dir, runs_dir, extra=(model,))
+        choices = [(e.label, str(e.path)) for e in entries if kind in (None, e.kind)]
+        if kind is None and model not in {path for _, path in choices}:  # e.g. the default is not there
+            choices.insert(0, (f"{Path(model).name} (not found)", model))
+        return choices
 
-def denoise_file(image_path: str, strength: float, model_path: str, backend: str = "auto") -> tuple[str, str]:
-    """Denoise an uploaded file; return (lossless PNG path, a line saying what ran and how long)."""
-    import gradio as gr
+    def select_model(path, chosen_backend, current):
+        try:
+            return {"path": path, "backend": chosen_backend}, ui_denoise.describe_model(path, chosen_backend)
+        except gr.Error as e:  # keep the model that works, and say so where the choice was made
+            return current, f"{e.message}  \nStill using **{Path(current['path']).name}** on {current['backend']}."
 
-    if not image_path:
-        raise gr.Error("Upload an image first.")
-    try:
-        arr, info = read_image(image_path, MAX_PIXELS)
-    except ImageError as e:
-        raise gr.Error(f"Cannot use this file: {e}") from None
-    strength = float(strength if strength is not None else 1.0)
-    if not 0.0 <= strength <= 1.0:
-        raise gr.Error("Strength must be between 0 and 1.")
-    dn = get_denoiser(model_path, backend)
-    t = time.perf_counter()
-    out = dn.denoise_array(arr, strength)
-    seconds = time.perf_counter() - t
-    name = Path(image_path).stem + "_denoised.png"
-    path = write_image(output_dir() / name, out, info)
-    h, w = arr.shape[:2]
-    line = f"{w}x{h}, {info.bits}-bit, denoised in {seconds:.2f} s with {dn.describe()}"
-    return str(path), line
+    def denoise(image, strength, choice):
+        r = ui_denoise.denoise_upload(ui_denoise.upload_path(image), strength, choice["path"], choice["backend"])
+        return r["png"], r
 
+    def show_result(image, r, reference):
+        x, y = _centre(r["png"])
+        psnr = ui_denoise.psnr_line(reference, ui_denoise.upload_path(image), r["png"])
+        line = r["line"] + (f"  \n{psnr}" if psnr else "")
+        return (r["before"], r["png"]), r["download"], line, ui_denoise.inspect_region(r["before"], r["png"], x, y)
 
-def build_ui(model_path: str | Path | None = None, backend: str = "auto"):
-    import gradio as gr
+    def inspect(r, evt: gr.SelectData):
+        if not r:
+            raise gr.Error("Denoise an image first.")
+        return ui_denoise.inspect_region(r["before"], r["png"], *evt.index[:2])
 
-    model = str(model_path or default_model_path())
-    examples = [str(p) for p in sorted(DATA_DIR.glob("*.png"))]
+    def add_noise(image, spec, seed):
+        return ui_denoise.add_noise(ui_denoise.upload_path(image), spec, seed)
 
-    def denoise(image, strength):
-        # preprocess=False: the upload reaches our own reader untouched (bit depth, clear errors)
-        path = image.get("path") if isinstance(image, dict) else image
-        return denoise_file(path, strength, model, backend)
+    def batch(files, strength, choice):
+        return ui_batch.denoise_batch(files, strength, choice["path"], choice["backend"])
 
-    def compare(image, result, line):
-        return (image, result), result, line
+    @ui_train.to_gr_error
+    def start_training(*values):
+        form = ui_train.TrainForm(**dict(zip(train_fields, values)))
+        run_dir, line = ui_train.start(form, runs_dir, data_root)
+        return {"run_dir": run_dir, "preview": None}, line, gr.Timer(active=True)
+
+    def poll(state):
+        p = ui_train.progress(state["run_dir"])
+        preview = gr.skip() if p.preview == state["preview"] else p.preview
+        plots = (pd.DataFrame(p.loss or {"step": [], "loss": []}),
+                 pd.DataFrame(p.psnr or {"step": [], "val PSNR (dB)": []}))
+        return ({**state, "preview": p.preview}, p.status, *plots, preview, gr.Timer(active=p.running))
+
+    def follow_running_run():
+        run_dir = ui_train.running_run()
+        if run_dir is None:
+            return gr.skip(), gr.skip()
+        return {"run_dir": run_dir, "preview": None}, gr.Timer(active=True)
+
+    @ui_train.to_gr_error
+    def use_model(state):
+        path = ui_train.finished_model(state["run_dir"])
+        return gr.update(choices=model_choices(), value=path), gr.Tabs(selected="denoise")
+
+    @ui_train.to_gr_error
+    def export(state):
+        return ui_train.export(state["run_dir"])
 
     with gr.Blocks(title="denoiser", analytics_enabled=False) as demo:
-        gr.Markdown(f"# denoiser\nUpload a noisy photo or scan. Model: `{Path(model).name}`")
-        with gr.Tab("Denoise"):
-            with gr.Row():
-                with gr.Column():
-                    inp = gr.Image(type="filepath", label="Noisy image", elem_id="input-image",
-                                   sources=["upload", "clipboard"], format="png")
-                    strength = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Strength",
-                                         info="0 keeps the input, 1 is the full denoise", elem_id="strength")
-                    run = gr.Button("Denoise", variant="primary", elem_id="denoise-button")
-                with gr.Column():
-                    out = gr.Image(type="filepath", label="Denoised", format="png", elem_id="output-image",
-                                   interactive=False)
-                    info = gr.Markdown(elem_id="run-info")
-            slider = gr.ImageSlider(label="Before / after", format="png", type="filepath", elem_id="compare")
-            download = gr.File(label="Download (lossless PNG)", elem_id="download")
-            line = gr.State("")
-            if examples:
-                gr.Examples(examples, inputs=[inp], label="Samples")
-        event = run.click(denoise, inputs=[inp, strength], outputs=[out, line], api_name="denoise", preprocess=False)
-        event.success(compare, inputs=[inp, out, line], outputs=[slider, download, info], api_visibility="private")
-    demo.queue(default_concurrency_limit=2, max_size=32)
+        choice = gr.State({"path": model, "backend": backend})
+        result = gr.State({})
+        reference = gr.State(None)
+        run_state = gr.State({"run_dir": None, "preview": None})
+        gr.Markdown("# denoiser\nClean up noisy photos and scans with a U-Net denoiser; batch-denoise folders; "
+                    "retrain it on your own images and watch it learn.")
+        with gr.Tabs(selected="denoise") as tabs:
+            with gr.Tab("Denoise", id="denoise", elem_id="tab-denoise"):
+                with gr.Row():
+                    with gr.Column():
+                        inp = gr.Image(type="filepath", label="Noisy image (upload, drop or paste)", format="png",
+                                       elem_id="input-image", sources=["upload", "clipboard"], height=380)
+                        strength = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Strength", elem_id="strength",
+                                             info="0 keeps the input, 1 is the full denoise")
+                        with gr.Row(equal_height=True):
+                            picker = gr.Dropdown(model_choices(), value=model, label="Model", scale=4,
+                                                 elem_id="model-picker", info="checkpoints, ONNX files, engines")
+                            backend_pick = gr.Dropdown(list(BACKENDS), value=backend, label="Backend", scale=1,
+                                                       elem_id="backend-picker")
+                            rescan = gr.Button("Rescan", scale=0, min_width=80, size="sm")
+                        model_info = gr.Markdown("Loading the model...", elem_id="model-info")
+                        with gr.Accordion("Try it on a clean image: add noise first", open=False):
+                            with gr.Row():
+                                kind = gr.Dropdown(list(NOISE_KINDS), value="gaussian", label="Noise type",
+                                                   elem_id="noise-kind")
+                                level = gr.Slider(0, 100, value=25, step=1, label="Level", elem_id="noise-level",
+                                                  info="about sigma on the 0-255 scale; JPEG: 100 - quality; "
+                                                       "presets (camera) keep their own ranges")
+                            with gr.Row():
+                                spec = gr.Textbox(ui_denoise.demo_spec("gaussian", 25), label="Noise spec",
+                                                  info="editable: any spec `denoiser train --noise` takes", scale=3)
+                                seed = gr.Number(0, precision=0, label="Seed", scale=1)
+                            add = gr.Button("Add noise to the image above", elem_id="add-noise-button")
+                        run = gr.Button("Denoise", variant="primary", elem_id="denoise-button")
+                    with gr.Column():
+                        out = gr.Image(type="filepath", label="Denoised (click it to inspect that spot at 100 %)",
+                                       format="png", elem_id="output-image", interactive=False, height=380)
+                        info = gr.Markdown(elem_id="run-info")
+                        download = gr.File(label="Download: original format and bit depth", elem_id="download")
+                with gr.Row():
+                    compare = gr.ImageSlider(label="Before / after", format="png", type="filepath",
+                                             elem_id="compare", max_height=520, scale=2)
+                    region = gr.ImageSlider(label=f"Region at 100 % ({ui_denoise.REGION} px)", format="png",
+                                            type="filepath", elem_id="region", scale=1,
+                                            height=ui_denoise.REGION, max_height=ui_denoise.REGION)
+                examples = [str(p) for p in sorted(DATA_DIR.glob("*.png"))]
+                if examples:
+                    gr.Examples(examples, inputs=[inp], label="Samples (the clean ones are for 'add noise')")
+
+            with gr.Tab("Batch", id="batch", elem_id="tab-batch"):
+                gr.Markdown("Denoise many images at once with the model chosen in the Denoise tab. Each result "
+                            "keeps its file's format and bit depth; zips are unpacked, their folders mirrored.")
+                with gr.Row():
+                    with gr.Column():
+                        files = gr.File(file_count="multiple", label="Images or zips", elem_id="batch-files",
+                                        file_types=[*IMAGE_EXTENSIONS, ".zip"])
+                        batch_strength = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Strength")
+                        batch_run = gr.Button("Denoise all", variant="primary", elem_id="batch-button")
+                    with gr.Column():
+                        batch_zip = gr.File(label="Results (zip)", elem_id="batch-zip")
+                        batch_summary = gr.Markdown(elem_id="batch-summary")
+                batch_table = gr.Dataframe(headers=ui_batch.TABLE_HEADERS, label="Per file", interactive=False,
+                                           elem_id="batch-table", wrap=True,
+                                           column_widths=["22%", "8%", "10%", "10%", "10%", "40%"])
+
+            with gr.Tab("Train", id="train", elem_id="tab-train"):
+                with gr.Row():
+                    with gr.Column(scale=2):
+                        source = gr.Radio([(v, k) for k, v in SOURCES.items() if k != "folder" or data_root],
+                                          value="procedural", label="Training data", elem_id="train-source")
+                        zip_file = gr.File(file_types=[".zip"], label="Zip (noisy/ + clean/, or clean images)",
+                                           visible=False, elem_id="train-zip")
+                        folder = gr.Textbox(label=f"Folder under {data_root}", visible=False, elem_id="train-folder",
+                                            placeholder="e.g. photos, or pairs holding noisy/ and clean/")
+                        noise = gr.Textbox(T.noise, label="Noise added to clean images",
+                                           info="e.g. gaussian:5-50, poisson-gaussian, jpeg:30-90, camera; "
+                                                "kinds: " + ", ".join(NOISE_KINDS))
+                        mix = gr.Checkbox(T.mix_procedural, label="Mix in procedural images")
+                        ckpts = model_choices("checkpoint")
+                        init = gr.Dropdown([("a new model", ui_train.NEW_MODEL), *ckpts],
+                                           value=model if model in dict(ckpts).values() else ui_train.NEW_MODEL,
+                                           label="Start from", info="fine-tuning keeps that model's architecture")
+                        with gr.Row():
+                            steps = gr.Number(T.steps, precision=0, label="Steps", minimum=1)
+                            epochs = gr.Number(T.epochs, precision=0, label="Epochs (>0 overrides steps)", minimum=0)
+                        with gr.Row():
+                            batch_size = gr.Number(T.batch_size, precision=0, label="Batch size", minimum=1)
+                            crop = gr.Number(T.crop, precision=0, label="Crop (px)", minimum=8)
+                        with gr.Row():
+                            lr = gr.Number(T.lr, label="Learning rate")
+                            schedule = gr.Dropdown(list(SCHEDULES), value=T.schedule, label="Schedule")
+                        with gr.Row():
+                            solver = gr.Dropdown(list(SOLVERS), value=T.solver, label="Solver")
+                            train_seed = gr.Number(T.seed, precision=0, label="Seed")
+                        with gr.Row():
+                            snapshot = gr.Number(T.snapshot_interval, precision=0, label="Snapshot every N steps")
+                            val_interval = gr.Number(T.val_interval, precision=0, label="Validate every N steps")
+                        with gr.Accordion("More options", open=False):
+                            with gr.Row():
+                                log_interval = gr.Number(T.log_interval, precision=0, label="Log every N steps")
+                                warmup = gr.Number(T.warmup, precision=0, label="Warm-up steps")
+                                val_count = gr.Number(T.val_count, precision=0, label="Validation crops")
+                            with gr.Row():
+                                width = gr.Number(T.width, precision=0, label="Width (new model)")
+                                levels = gr.Number(T.levels, precision=0, label="Levels (new model)")
+                        with gr.Row():
+                            start = gr.Button("Start", variant="primary", elem_id="train-start")
+                            stop = gr.Button("Stop", variant="stop", elem_id="train-stop")
+                    with gr.Column(scale=3):
+                        train_status = gr.Markdown("No run yet: choose data and options, then **Start**.",
+                                                   elem_id="train-status")
+                        loss_plot = gr.LinePlot(x="step", y="loss", title="Training loss", height=PLOT_HEIGHT,
+                                                elem_id="loss-plot")
+                        psnr_plot = gr.LinePlot(x="step", y="val PSNR (dB)", title="Validation PSNR (dB)",
+                                                height=PLOT_HEIGHT, elem_id="psnr-plot")
+                        preview = gr.Image(label="Latest validation preview: noisy | output | clean", format="png",
+                                           interactive=False, elem_id="train-preview", height=300)
+                        with gr.Row():
+                            use = gr.Button("Use this model in the Denoise tab", elem_id="train-use")
+                            export_button = gr.Button("Export to ONNX", elem_id="train-export")
+                        export_file = gr.File(label="ONNX export", elem_id="train-export-file")
+                        export_line = gr.Markdown()
+                form = {"source": source, "zip_path": zip_file, "folder": folder, "noise": noise,
+                        "mix_procedural": mix, "init": init, "steps": steps, "epochs": epochs,
+                        "batch_size": batch_size, "crop": crop, "lr": lr, "schedule": schedule, "solver": solver,
+                        "seed": train_seed, "snapshot_interval": snapshot, "val_interval": val_interval,
+                        "log_interval": log_interval, "warmup": warmup, "width": width, "levels": levels,
+                        "val_count": val_count}
+                train_fields, train_inputs = list(form), list(form.values())
+                timer = gr.Timer(1.0, active=False)
+
+        private = {"api_visibility": "private"}
+        gr.on([demo.load, picker.change, backend_pick.change], select_model, [picker, backend_pick, choice],
+              [choice, model_info], **private)
+        demo.load(follow_running_run, None, [run_state, timer], **private)
+        rescan.click(lambda: (gr.update(choices=model_choices()),
+                              gr.update(choices=[("a new model", ui_train.NEW_MODEL), *model_choices("checkpoint")])),
+                     None, [picker, init], **private)
+        gr.on([kind.change, level.change], ui_denoise.demo_spec, [kind, level], spec, **private)
+        add.click(add_noise, [inp, spec, seed], [inp, reference], preprocess=False, **private)
+        event = run.click(denoise, [inp, strength, choice], [out, result], api_name="denoise", preprocess=False,
+                          concurrency_id="denoise", concurrency_limit=DENOISE_CONCURRENCY)
+        event.success(show_result, [inp, result, reference], [compare, download, info, region], preprocess=False,
+                      **private)
+        out.select(inspect, [result], region, **private)
+        batch_run.click(batch, [files, batch_strength, choice], [batch_zip, batch_table, batch_summary],
+                        preprocess=False, concurrency_id="denoise", concurrency_limit=DENOISE_CONCURRENCY, **private)
+        source.change(lambda s: (gr.update(visible=s.endswith("zip")), gr.update(visible=s == "folder")), source,
+                      [zip_file, folder], **private)
+        start.click(start_training, train_inputs, [run_state, train_status, timer], **private)
+        stop.click(lambda s: ui_train.stop(s["run_dir"]), run_state, train_status, **private)
+        timer.tick(poll, run_state, [run_state, train_status, loss_plot, psnr_plot, preview, timer], **private)
+        use.click(use_model, run_state, [picker, tabs], **private)
+        export_button.click(export, run_state, [export_file, export_line], **private)
+    demo.queue(default_concurrency_limit=DENOISE_CONCURRENCY, max_size=QUEUE_SIZE)
     return demo
 
 
-def launch(model_path: str | None = None, host: str = "127.0.0.1", port: int = 7860, backend: str = "auto") -> None:
+def _centre(path: str) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return im.width // 2, im.height // 2
+
+
+def launch(model_path: str | None = None, host: str = "127.0.0.1", port: int = 7860, backend: str = "auto",
+           runs_dir: str | None = None, data_root: str | None = None, max_upload_mb: float = MAX_UPLOAD_MB) -> None:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    demo = build_ui(model_path, backend)
-    demo.launch(server_name=host, server_port=port, share=False, max_file_size=MAX_UPLOAD, show_error=True,
-                allowed_paths=[str(DATA_DIR)])
+    demo = build_ui(model_path, backend, runs_dir=runs_dir, data_root=data_root)
+    demo.launch(server_name=host, server_port=port, **launch_options(max_upload_mb))

@@ -13,17 +13,18 @@ from __future__ import annotations
 import argparse
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from denoiser.config import DataConfig, ModelConfig, NoiseConfig, RunConfig, TrainConfig
 from denoiser.train import train
 
 DEFAULT = RunConfig(
-    noise=NoiseConfig(sigma_min=0.0, sigma_max=75.0, quantize_prob=0.5),
+    noise=NoiseConfig(spec="gaussian:0-75", quantize_prob=0.5),
     data=DataConfig(procedural=True, procedural_weight=0.3, channels=3, crop=64, batch_size=16,
                     val_count=16, val_crop=128),
     model=ModelConfig(channels=3, width=24, levels=3, blocks_per_level=2),
-    train=TrainConfig(steps=2500, lr=1e-3, warmup_steps=50, seed=0, val_interval=250, snapshot_interval=250),
+    train=TrainConfig(steps=2000, lr=1e-3, warmup_steps=50, seed=0, val_interval=250, snapshot_interval=250),
 )
 
 
@@ -33,6 +34,7 @@ def main() -> None:
     ap.add_argument("--run", default="runs/default-color", help="run folder to write")
     ap.add_argument("--steps", type=int, default=DEFAULT.train.steps)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
     ap.add_argument("--resume", action="store_true", help="continue the run folder's last snapshot")
     ap.add_argument("--install-as", default="checkpoints/default-color.safetensors",
                     help="where to copy the final model ('' to skip)")
@@ -41,8 +43,8 @@ def main() -> None:
     cbsd = Path(args.datasets) / "CBSD432"
     if not cbsd.is_dir():
         raise SystemExit(f"{cbsd} not found: pass --datasets pointing at the folder that holds CBSD432/")
-    cfg = RunConfig(DEFAULT.noise, DataConfig(**{**DEFAULT.data.__dict__, "clean_dirs": (str(cbsd),)}),
-                    DEFAULT.model, TrainConfig(**{**DEFAULT.train.__dict__, "steps": args.steps, "device": args.device}))
+    cfg = replace(DEFAULT, data=replace(DEFAULT.data, clean_dirs=(str(cbsd),)),
+                  train=replace(DEFAULT.train, steps=args.steps, device=args.device, threads=args.threads))
     t0 = time.time()
     final = train(cfg, args.run, resume=args.resume)
     print(f"trained in {(time.time() - t0) / 60:.1f} min -> {final}")

@@ -28,6 +28,15 @@ def tiny_run_config(steps: int = 8, **data) -> RunConfig:
                      train=TrainConfig(steps=steps, val_interval=4, snapshot_interval=4, log_interval=2, threads=2))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def onnx_cache(tmp_path_factory):
+    """Checkpoints loaded with backend auto on a CPU get exported to an ONNX cache: keep the
+    tests' exports out of the user's ~/.cache/denoiser (subprocesses inherit the variable)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DENOISER_CACHE", str(tmp_path_factory.mktemp("onnx-cache")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     from denoiser.train import train

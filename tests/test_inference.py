@@ -5,9 +5,9 @@ from PIL import Image
 
 from denoiser.backends import TorchBackend
 from denoiser.config import ModelConfig
-from denoiser.inference import Denoiser
+from denoiser.inference import Denoiser, ModelInfo
 from denoiser.model import UNet
-from denoiser.tiling import denoise_tiled, tile_boxes
+from denoiser.tiling import bytes_per_pixel, denoise_tiled, plan_tiles, tile_boxes
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +46,72 @@ def test_returns_the_type_it_was_given(both):
     assert dn(gray).mode == "L" and dn(gray).size == gray.size
 
 
+def test_more_input_types_keep_their_type(both):
+    dn = both[1]
+    rng = np.random.default_rng(2)
+    f64 = rng.random((20, 21), dtype=np.float64)
+    assert dn(f64).dtype == np.float64 and dn(f64).shape == f64.shape
+    gray_alpha = rng.integers(0, 65535, (20, 21, 2), dtype=np.uint16)
+    assert np.array_equal(dn(gray_alpha)[..., 1], gray_alpha[..., 1])
+    t8 = torch.randint(0, 256, (2, 3, 20, 21), dtype=torch.uint8)
+    out8 = dn(t8)
+    assert out8.dtype == torch.uint8 and out8.shape == t8.shape
+    assert np.array_equal(out8[1].permute(1, 2, 0).numpy(), dn(t8[1].permute(1, 2, 0).numpy()))
+    t16 = torch.rand(3, 20, 21, dtype=torch.float16)
+    assert dn(t16).dtype == torch.float16
+    pil16 = Image.fromarray(rng.integers(0, 65535, (20, 21), dtype=np.uint16))
+    assert dn(pil16).mode == "I;16"
+    rgba = Image.fromarray(rng.integers(0, 255, (20, 21, 4), dtype=np.uint8))
+    assert dn(rgba).mode == "RGBA" and np.array_equal(np.asarray(dn(rgba))[..., 3], np.asarray(rgba)[..., 3])
+    with pytest.raises(TypeError):
+        dn(np.zeros((4, 4), np.int32))
+
+
+def test_gray_model_runs_colour_images_channel_by_channel():
+    model = UNet(ModelConfig(channels=1, width=4, levels=1)).eval()
+    info = ModelInfo("gray.safetensors", "checkpoint", 1, model.alignment, model.receptive_field, "fp32",
+                     {"model": {"channels": 1, "width": 4}})
+    dn = Denoiser(TorchBackend(model), info)
+    rgb = np.random.default_rng(3).random((17, 13, 3), dtype=np.float32)
+    per_channel = np.concatenate([dn.denoise_array(rgb[..., i:i + 1]) for i in range(3)], axis=2)
+    assert np.abs(dn.denoise_array(rgb) - per_channel).max() < 1e-6
+
+
+class NoiseLevelModel(torch.nn.Module):
+    """A stand-in non-blind model: scales the image by (1 - the noise-level channel)."""
+
+    def forward(self, x):
+        return x[:, :3] * (1 - x[:, 3:])
+
+
+def test_sigma_goes_to_models_that_take_it_and_is_refused_by_blind_ones(both):
+    with pytest.raises(ValueError, match="blind"):
+        both[0].denoise_array(np.zeros((8, 8, 3), np.float32), sigma=25)
+    info = ModelInfo("nonblind.onnx", "onnx", 3, 1, 0, "fp32", {"model": {"width": 4, "noise_level_input": True}})
+    dn = Denoiser(TorchBackend(NoiseLevelModel()), info)
+    arr = np.full((9, 7, 3), 0.5, np.float32)
+    assert np.allclose(dn.denoise_array(arr, sigma=51), 0.5 * (1 - 51 / 255))
+    with pytest.raises(ValueError, match="needs the noise level"):
+        dn.denoise_array(arr)
+
+
+def test_auto_on_the_cpu_exports_the_checkpoint_to_onnx_once(tiny_checkpoint, monkeypatch, tmp_path):
+    monkeypatch.setenv("DENOISER_CACHE", str(tmp_path / "cache"))
+    if torch.cuda.is_available():
+        pytest.skip("auto picks PyTorch CUDA on a GPU")
+    dn = Denoiser.load(tiny_checkpoint)
+    assert dn.backend.name == "onnxruntime"
+    cached = list((tmp_path / "cache").glob("*.onnx"))
+    assert len(cached) == 1 and cached[0].with_name(cached[0].name + ".json").exists()
+    mtime = cached[0].stat().st_mtime_ns
+    again = Denoiser.load(tiny_checkpoint)
+    assert again.backend.name == "onnxruntime" and cached[0].stat().st_mtime_ns == mtime  # no second export
+    assert not [p for p in (tmp_path / "cache").iterdir() if p.name.startswith(".")]  # no temp folder left
+    arr = np.random.default_rng(4).random((40, 33, 3), dtype=np.float32)
+    ref = Denoiser.load(tiny_checkpoint, backend="torch").denoise_array(arr)
+    assert np.abs(again.denoise_array(arr) - ref).max() < 1e-4
+
+
 def test_strength_blends_input_and_denoised(both):
     dn = both[0]
     arr = np.random.default_rng(1).random((24, 24, 3), dtype=np.float32)
@@ -57,12 +123,70 @@ def test_strength_blends_input_and_denoised(both):
 
 
 def test_tiled_equals_untiled():
-    model = UNet(ModelConfig(width=8, levels=3)).eval()
+    model = UNet(ModelConfig(width=4, levels=3)).eval()
     run = TorchBackend(model)
-    img = np.random.default_rng(0).random((3, 203, 150), dtype=np.float32)
-    whole = run(img[None])[0]
-    tiled = denoise_tiled(run, img, tile=48, margin=model.receptive_field, alignment=model.alignment, batch=3)
+    img = np.random.default_rng(0).random((301, 262, 3), dtype=np.float32)
+    whole = run(img.transpose(2, 0, 1)[None])[0].transpose(1, 2, 0)
+    calls = []
+    tiled = denoise_tiled(lambda x: calls.append(x.shape) or run(x), img, tile=48, margin=model.receptive_field,
+                          alignment=model.alignment, batch=2)
+    assert len(calls) > 4 and max(c[0] for c in calls) == 2  # really tiled, tiles in batches
     assert np.abs(whole - tiled).max() < 1e-3
+
+
+def test_tiled_equals_untiled_on_a_photo_through_the_memory_budget(tiny_checkpoint, sample_rgb):
+    arr = np.asarray(sample_rgb, dtype=np.float32)[:203, :190] / 255.0
+    whole = Denoiser.load(tiny_checkpoint, backend="torch", memory_mb=1024)
+    tiled = Denoiser.load(tiny_checkpoint, backend="torch", memory_mb=3)  # a budget that forces small tiles
+    assert whole.tile >= 203 and tiled.tile < 64
+    assert np.abs(whole.denoise_array(arr) - tiled.denoise_array(arr)).max() < 1e-3
+
+
+class ProfiledBackend:
+    """A backend with a TensorRT-style shape profile (what TensorRTBackend exposes), run by PyTorch."""
+
+    def __init__(self, model, profile):
+        self.run, self.profile, self.shapes = TorchBackend(model), profile, []
+
+    def __call__(self, x):
+        self.shapes.append(x.shape)
+        return self.run(x)
+
+
+def test_tiles_stay_inside_an_engine_profile():
+    from denoiser.config import EngineProfile
+
+    model = UNet(ModelConfig(width=4, levels=2)).eval()
+    profile = EngineProfile(min_batch=1, opt_batch=1, max_batch=2, min_hw=(16, 16), opt_hw=(128, 128),
+                            max_hw=(160, 160))
+    backend = ProfiledBackend(model, profile)
+    info = ModelInfo("m.engine", "engine", 3, model.alignment, model.receptive_field, "fp32", {"model": {"width": 4}})
+    dn = Denoiser(backend, info, memory_mb=4096)  # the budget alone would allow one huge tile
+    img = np.random.default_rng(5).random((90, 420, 3), dtype=np.float32)  # small in pixels, wide
+    out = dn.denoise_array(img)
+    assert all(b <= 2 and h <= 160 and w <= 160 for b, _, h, w in backend.shapes)
+    whole = TorchBackend(model)(img.transpose(2, 0, 1)[None])[0].transpose(1, 2, 0)
+    assert np.abs(out - np.clip(whole, 0, 1)).max() < 1e-3
+
+
+def test_receptive_field_is_an_upper_bound():
+    """Tiling is exact only if no output pixel sees further than the declared receptive field."""
+    model = UNet(ModelConfig(width=4, levels=3)).eval()
+    x = torch.rand(1, 3, 160, 160, requires_grad=True)
+    model(x)[0, :, 80, 80].sum().backward()
+    rows, cols = torch.nonzero(x.grad[0].abs().sum(0), as_tuple=True)
+    reach = max((rows - 80).abs().max(), (cols - 80).abs().max())
+    assert 0 < reach <= model.receptive_field
+
+
+def test_tile_plan_follows_the_memory_budget():
+    small, big = plan_tiles(64, 24, 3, 59, 8), plan_tiles(1024, 24, 3, 59, 8)
+    assert small[0] < big[0] and small[0] % 8 == 0 and big[0] % 8 == 0
+    for budget in (64, 1024):
+        tile, batch = plan_tiles(budget, 24, 3, 59, 8)
+        assert batch * (tile + 128) ** 2 * bytes_per_pixel(24, 3) <= budget * 2**20
+    tile, batch = plan_tiles(1024, 24, 3, 59, 8, tile=256)  # a given tile: the budget sets the batch
+    assert tile == 256 and 1 < batch and batch * 384**2 * bytes_per_pixel(24, 3) <= 1024 * 2**20
 
 
 def test_tiles_cover_every_pixel_once():

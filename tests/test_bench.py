@@ -1,0 +1,45 @@
+"""`denoiser bench` on the CPU: real rows, each in its own process, with memory and ratios."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from denoiser.bench import machine
+from denoiser.cli import main
+from denoiser.export import sidecar_path
+
+
+@pytest.mark.slow  # one fresh process per row: about a minute on a busy 2-core machine
+def test_bench_cli_times_torch_and_onnxruntime_int8(tiny_checkpoint, tiny_onnx, tmp_path, capsys):
+    work = tmp_path / "work"
+    work.mkdir()
+    # The session's FP32 export of this checkpoint, where bench looks for it: reused, not re-exported.
+    fp32 = work / f"{tiny_checkpoint.stem}-fp32.onnx"
+    shutil.copy(tiny_onnx, fp32)
+    shutil.copy(sidecar_path(tiny_onnx), sidecar_path(fp32))
+    report = tmp_path / "bench.json"
+    code = main(["bench", "--model", str(tiny_checkpoint), "--sizes", "96x64", "--repeat", "2", "--warmup", "0",
+                 "--tile", "64", "--backends", "torch,onnxruntime", "--precisions", "int8", "--workdir", str(work),
+                 "--json", str(report)])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    result = json.loads(report.read_text())
+    rows = {(r["backend"], r["precision"]): r for r in result["rows"]}
+    assert set(rows) == {("torch", "fp32"), ("onnxruntime", "int8")}
+    for r in rows.values():
+        assert r["size"] == "96x64" and r["device"] == "cpu" and r["runs"] == 2 and r["ms"] > 0
+        assert abs(r["mp_per_s"] - 96 * 64 / 1e6 / (r["ms"] / 1000)) < 0.01
+        assert r["peak_rss_mb"] > r["work_rss_mb"] >= 0 and r["memory"].startswith("VmHWM")
+    assert rows[("torch", "fp32")]["speedup_vs_torch_fp32"] == 1.0
+    assert "cpu target" in rows[("onnxruntime", "int8")]["ran"]  # the CPU rows use the uint8 file
+    assert (work / f"{tiny_checkpoint.stem}-int8-cpu.onnx").is_file()
+    assert "| onnxruntime | int8 | cpu | 96x64 |" in printed and result["machine"]["cpu"] in printed
+
+
+def test_machine_names_cpu_and_thread_count():
+    m = machine()
+    assert m["cpu"] and m["cores"] >= 1 and m["threads"] >= 1
+    assert m["gpu"] is None or isinstance(m["gpu"], str)
