@@ -171,7 +171,8 @@ def test_tiles_stay_inside_an_engine_profile():
 
 def test_receptive_field_is_an_upper_bound():
     """Tiling is exact only if no output pixel sees further than the declared receptive field."""
-    model = UNet(ModelConfig(width=4, levels=3)).eval()
+    torch.manual_seed(0)  # a random init can leave every ReLU on the path dead: reach 0
+    model = UNet(ModelConfig(width=8, levels=3)).eval()
     x = torch.rand(1, 3, 160, 160, requires_grad=True)
     model(x)[0, :, 80, 80].sum().backward()
     rows, cols = torch.nonzero(x.grad[0].abs().sum(0), as_tuple=True)
