@@ -2,8 +2,10 @@
 
 Every row goes through `Denoiser` (tiles, batching, clipping: what a user gets), on a fixed
 random image, with the same tile size for every row so rows compare. A row is the median
-of `repeat` timed runs after `warmup` untimed ones. Each row runs in a fresh Python process,
-so its memory is its own. Memory is the kernel's peak-RSS mark (VmHWM), reset once the
+of `repeat` timed runs after `warmup` untimed ones. Each row runs in its own Python process,
+so its memory is its own; the rows of one size are loaded side by side and run in turns
+(one image each, round after round, never two at once), so that load from anything else on
+a shared machine drifts onto every row alike and the ratios stay fair. Memory is the kernel's peak-RSS mark (VmHWM), reset once the
 model is loaded (writing 5 to /proc/self/clear_refs) so that importing torch, whose own
 transient peak is higher than a tile's working set, does not hide it: `peak_rss_mb` is the
 whole process at its peak while denoising (Python, libraries, weights, buffers), and
@@ -97,8 +99,9 @@ def _reset_peak_rss() -> str:
         return "ru_maxrss (could not reset the peak mark)"
 
 
-def run_row(spec: dict) -> dict:
-    """One row, in this process: load, warm up, time, measure memory."""
+def serve_row(spec: dict) -> None:
+    """One row's process: load, then obey the parent line by line on stdin ("run": denoise
+    once and print the seconds; "report": print the row as JSON and stop)."""
     import resource
 
     import torch
@@ -122,37 +125,93 @@ def run_row(spec: dict) -> dict:
     loaded_kb = _rss_kb()[0]
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    times = []
-    for i in range(spec["warmup"] + spec["repeat"]):
-        t = time.perf_counter()
-        dn.denoise_array(image)
+    print("ready", flush=True)
+    for command in sys.stdin:
+        if command.strip() == "run":
+            t = time.perf_counter()
+            dn.denoise_array(image)
+            if cuda:
+                torch.cuda.synchronize()
+            print(time.perf_counter() - t, flush=True)
+            continue
+        peak_kb = _rss_kb()[1] if how.startswith("VmHWM") else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        row = {"ran": dn.describe(), "peak_rss_mb": round(peak_kb / 1024),
+               "work_rss_mb": round((peak_kb - loaded_kb) / 1024), "memory": how, "tile": dn.tile,
+               "tile_batch": dn.tile_batch}
         if cuda:
-            torch.cuda.synchronize()
-        if i >= spec["warmup"]:
-            times.append(time.perf_counter() - t)
-    peak_kb = _rss_kb()[1] if how.startswith("VmHWM") else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    ms = 1000 * float(np.median(times))
-    row = {**{k: spec[k] for k in ("backend", "precision", "size", "device")}, "ran": dn.describe(),
-           "ms": round(ms, 1), "ms_min": round(1000 * min(times), 1), "mp_per_s": round(w * h / 1e6 / (ms / 1000), 3),
-           "peak_rss_mb": round(peak_kb / 1024), "work_rss_mb": round((peak_kb - loaded_kb) / 1024),
-           "memory": how, "runs": len(times), "tile": dn.tile, "tile_batch": dn.tile_batch}
-    if cuda:
-        gpu = torch.cuda.max_memory_reserved()
-        engine = getattr(getattr(dn.backend, "runner", None), "_engine", None)
-        if engine is not None:
-            gpu += int(getattr(engine, "device_memory_size_v2", 0) or getattr(engine, "device_memory_size", 0))
-        row["gpu_peak_mb"] = round(gpu / 2**20)
-    return row
+            gpu = torch.cuda.max_memory_reserved()
+            engine = getattr(getattr(dn.backend, "runner", None), "_engine", None)
+            if engine is not None:
+                gpu += int(getattr(engine, "device_memory_size_v2", 0) or getattr(engine, "device_memory_size", 0))
+            row["gpu_peak_mb"] = round(gpu / 2**20)
+        print(json.dumps(row), flush=True)
+        return
 
 
-def _run_row_in_child(spec: dict, timeout: float) -> dict:
-    code = "import json, sys; from denoiser.bench import run_row; print(json.dumps(run_row(json.loads(sys.argv[1]))))"
-    proc = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], capture_output=True, text=True,
-                          timeout=timeout)
-    if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-        return {**{k: spec[k] for k in ("backend", "precision", "size", "device")}, "error": tail}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+class _RowProcess:
+    """A row in its own Python process (so its memory is its own), driven over pipes."""
+
+    CODE = "import json, sys; from denoiser.bench import serve_row; serve_row(json.loads(sys.argv[1]))"
+
+    def __init__(self, spec: dict, errors: Path):
+        self.spec, self.times, self.error = spec, [], None
+        self._errors = open(errors, "w+")  # a file, not a pipe: warnings must never block the child
+        self.proc = subprocess.Popen([sys.executable, "-c", self.CODE, json.dumps(spec)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=self._errors, text=True)
+
+    def _ask(self, command: str | None) -> str:
+        if self.error:
+            return ""
+        try:
+            if command:
+                self.proc.stdin.write(command + "\n")
+                self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+        except OSError:
+            line = ""
+        if not line:  # the child died: its last stderr line says why
+            self.proc.wait()
+            self._errors.seek(0)
+            self.error = (self._errors.read().strip().splitlines() or [f"exit code {self.proc.returncode}"])[-1]
+        return line
+
+    def ready(self) -> None:
+        self._ask(None)
+
+    def run(self, timed: bool) -> None:
+        line = self._ask("run")
+        if line and timed:
+            self.times.append(float(line))
+
+    def report(self) -> dict:
+        base = {k: self.spec[k] for k in ("backend", "precision", "size", "device")}
+        line = self._ask("report")
+        self.proc.wait()
+        self._errors.close()
+        if self.error:
+            return {**base, "error": self.error}
+        w, h = (int(v) for v in self.spec["size"].split("x"))
+        ms = 1000 * float(np.median(self.times))
+        return {**base, "ms": round(ms, 1), "ms_min": round(1000 * min(self.times), 1),
+                "mp_per_s": round(w * h / 1e6 / (ms / 1000), 3), "runs": len(self.times), **json.loads(line)}
+
+
+def run_rows(specs: list[dict], warmup: int, repeat: int, errors_dir: Path, pause: float = 0.5) -> list[dict]:
+    """Start every row's process, then time them in turns (row 1, row 2, ..., row 1, ...) so
+    that load from anything else on the machine hits all rows alike; rows never overlap.
+
+    `pause` between turns: thread pools (ONNX Runtime's, OpenMP's) spin-wait for a while after
+    a run, and on 2 cores a spinning idle row would slow the next row down (measured: PyTorch
+    at 512x512 took 622 ms right after ONNX Runtime runs, 530 ms alone).
+    """
+    procs = [_RowProcess(spec, errors_dir / f"row{i}.stderr") for i, spec in enumerate(specs)]
+    for p in procs:
+        p.ready()
+    for i in range(warmup + repeat):
+        for p in procs:
+            time.sleep(pause)
+            p.run(timed=i >= warmup)
+    return [p.report() for p in procs]
 
 
 def prepare_artifacts(checkpoint: Path, workdir: Path, wanted: list[tuple[str, str, str]], calib_dir: str | None,
@@ -212,7 +271,7 @@ def prepare_artifacts(checkpoint: Path, workdir: Path, wanted: list[tuple[str, s
 def bench(checkpoint: str | Path, sizes=SIZES[:2], repeat: int = 3, warmup: int = 1, tile: int = 512,
           threads: int = 0, workdir: str | Path | None = None, backends=("torch", "onnxruntime", "tensorrt"),
           precisions=("fp32", "fp16", "int8"), calib_dir: str | None = None, check_dir: str | None = None,
-          timeout: float = 3600, log=print) -> dict:
+          log=print) -> dict:
     import torch
 
     from .backends import tensorrt_usable
@@ -234,17 +293,17 @@ def bench(checkpoint: str | Path, sizes=SIZES[:2], repeat: int = 3, warmup: int 
         work.mkdir(parents=True, exist_ok=True)
         artifacts = prepare_artifacts(checkpoint, work, wanted, calib_dir, check_dir, tile, log)
         rows = []
-        for size in sizes:
+        for size in sizes:  # fresh processes per size: each row's peak memory is that size's
+            specs = []
             for backend, precision, device in wanted:
                 art = artifacts.get((backend, precision)) if backend != "torch" else checkpoint
                 base = {"backend": backend, "precision": precision, "size": size, "device": device}
                 if isinstance(art, Exception):
                     rows.append({**base, "error": f"{type(art).__name__}: {art}"})
-                    continue
-                spec = {**base, "artifact": str(art), "tile": tile, "threads": threads, "repeat": repeat,
-                        "warmup": warmup}
-                log(f"{backend} {precision} {device} {size} ...")
-                rows.append(_run_row_in_child(spec, timeout))
+                else:
+                    specs.append({**base, "artifact": str(art), "tile": tile, "threads": threads})
+            log(f"{size}: {len(specs)} rows in turns, {warmup} warm-up + {repeat} timed runs each ...")
+            rows += run_rows(specs, warmup, repeat, Path(tmp))
     for row in rows:  # speed-up against PyTorch eager FP32 on the same device and size
         ref = next((r for r in rows if r["backend"] == "torch" and r["precision"] == "fp32"
                     and r["device"] == row["device"] and r["size"] == row["size"] and "ms" in r), None)

@@ -199,7 +199,10 @@ def quantize_int8(src: str | Path, dst: str | Path, target: str, batches: list[n
         calibration_cache_path=str(cache) if cache else None,
         extra_options={**extra, "WeightSymmetric": True, "CalibPercentile": 99.999})
     model = onnx.load(str(tmp))
-    rewired = _restore_float_inputs(model, quantized_readers, exclude)
+    # Excluded convs read float tensors again for TensorRT. Not for the cpu target: there
+    # ONNX Runtime folded each ReLU into the Q after its conv, so the float tensor is the
+    # conv's output before the ReLU; the DQ output (clamped by Q) is the right input.
+    rewired = _restore_float_inputs(model, quantized_readers, exclude if trt else ())
     onnx.checker.check_model(model)
     onnx.save(model, str(tmp))
     if trt and exclude:  # the layers kept out of INT8 run in float16 (see the module docstring)

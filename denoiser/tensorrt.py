@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .checkpoint import file_sha256
-from .config import EngineProfile, parse_hw  # noqa: F401  (parse_hw: re-exported for callers)
+from .config import EngineProfile
 from .export import INPUT_NAME, sidecar_path
 
 ENGINE_FORMAT = "denoiser-engine-v1"

@@ -13,11 +13,11 @@ import torch
 
 from denoiser.checkpoint import file_sha256
 from denoiser.cli import main
-from denoiser.config import ExportConfig, ModelConfig
+from denoiser.config import ExportConfig, ModelConfig, parse_hw
 from denoiser.export import export_onnx, read_onnx_metadata, sidecar_path
 from denoiser.model import UNet
 from denoiser.tensorrt import (EngineProfile, TensorRTRunner, build_engine, check_engine_compatible, fit_tile,
-                               import_tensorrt, parse_hw, profile_padding, rebuild_engine)
+                               import_tensorrt, profile_padding, rebuild_engine)
 
 try:  # the same lookup the package does: tensorrt, else tensorrt_rtx
     _, FLAVOUR = import_tensorrt()
