@@ -31,7 +31,8 @@ def test_bench_cli_times_torch_and_onnxruntime_int8(tiny_checkpoint, tiny_onnx, 
     assert set(rows) == {("torch", "fp32"), ("onnxruntime", "int8")}
     for r in rows.values():
         assert r["size"] == "96x64" and r["device"] == "cpu" and r["runs"] == 2 and r["ms"] > 0
-        assert abs(r["mp_per_s"] - 96 * 64 / 1e6 / (r["ms"] / 1000)) < 0.01
+        expected = 96 * 64 / 1e6 / (r["ms"] / 1000)  # ms is rounded to 0.1 in the report
+        assert abs(r["mp_per_s"] - expected) <= 0.05 * expected + 0.001
         assert r["peak_rss_mb"] > r["work_rss_mb"] >= 0 and r["memory"].startswith("VmHWM")
     assert rows[("torch", "fp32")]["speedup_vs_torch_fp32"] == 1.0
     assert "cpu target" in rows[("onnxruntime", "int8")]["ran"]  # the CPU rows use the uint8 file
