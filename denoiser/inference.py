@@ -287,4 +287,5 @@ def _exported_from(onnx_path: Path, checkpoint_sha: str) -> bool:
     except (OSError, ValueError):
         return False
     return (onnx_path.is_file() and side.get("source", {}).get("sha256") == checkpoint_sha
-            and side.get("check", {}).get("passed", False))
+            and side.get("check", {}).get("passed", False)
+            and side.get("precision", "fp32") == "fp32")  # an FP16/INT8 file must not pass as fp32
