@@ -147,7 +147,7 @@ def _eval(args: argparse.Namespace) -> int:
     from .inference import Denoiser
 
     dn = Denoiser.load(args.model, backend=args.backend, threads=args.threads)
-    result = evaluate(dn, args.clean, args.sigma, seed=args.seed, limit=args.limit)
+    result = evaluate(dn, args.clean, args.sigma, seed=args.seed, limit=args.limit, noise=args.noise)
     if not args.per_image:
         result.pop("per_image")
     print(json.dumps(result, indent=2))
@@ -200,6 +200,16 @@ class _DefaultsAndRawEpilog(argparse.ArgumentDefaultsHelpFormatter):
         if "\n" in text:
             return "".join(indent + line for line in text.splitlines(keepends=True))
         return super()._fill_text(text, width, indent)
+
+
+def _noise_spec(text: str) -> str:
+    """argparse type: a noise spec in canonical form, so a typo fails before any work starts."""
+    from .noise_spec import format_spec, parse_spec
+
+    try:
+        return format_spec(parse_spec(text))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -350,7 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("eval", help="PSNR/SSIM on a folder of clean images (DESIGN.md protocol), as JSON")
     v.add_argument("--model", default=None, help="default: the shipped model")
     v.add_argument("--clean", required=True, metavar="DIR", help="folder of clean images")
-    v.add_argument("--sigma", type=float, default=25.0, help="Gaussian sigma on the 0-255 scale")
+    v.add_argument("--sigma", type=float, default=25.0, help="Gaussian sigma on the 0-255 scale (default %(default)s)")
+    v.add_argument("--noise", metavar="SPEC", type=_noise_spec,
+                   help="score on any noise spec instead of Gaussian --sigma, e.g. camera (see train --help)")
     v.add_argument("--seed", type=int, default=0, help="noise seed of the first image (then +1 per image)")
     v.add_argument("--limit", type=int, help="only the first N images")
     v.add_argument("--per-image", action="store_true", help="include per-image scores")

@@ -11,6 +11,8 @@ edge-padded in `forward` and cropped back, the only place padding happens. Edge 
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -82,6 +84,27 @@ class UNet(nn.Module):
 
 def build_model(cfg: ModelConfig) -> UNet:
     return UNet(cfg)
+
+
+def gray_from_color(model: UNet) -> UNet:
+    """A 1-channel model computing exactly what `model` does to a gray image read as RGB,
+    averaged back to gray: the first conv sums its three input filters (the input is the
+    same in each channel), the output conv averages its three filters.
+
+    A warm start for training a gray model: it begins at the colour model's gray quality
+    instead of at random weights.
+    """
+    if model.cfg.channels != 3:
+        raise ValueError(f"expected a 3-channel model, got {model.cfg.channels} channels")
+    ref = next(model.parameters())
+    gray = UNet(dataclasses.replace(model.cfg, channels=1)).to(device=ref.device, dtype=ref.dtype)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    first = "inc.0.weight"
+    state[first] = state[first].sum(dim=1, keepdim=True)
+    state["outc.weight"] = state["outc.weight"].mean(dim=0, keepdim=True)
+    state["outc.bias"] = state["outc.bias"].mean(dim=0, keepdim=True)
+    gray.load_state_dict(state)
+    return gray
 
 
 def count_parameters(model: nn.Module) -> int:

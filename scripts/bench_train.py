@@ -4,7 +4,7 @@
     python scripts/bench_train.py --device cuda --compile
 
 Runs the package's own training step (synthetic noise on the device, loss, backward, AdamW,
-grad clipping) on procedural crops, the same config as scripts/train_default.py, and prints a
+grad clipping) on procedural crops, the config of the color-base recipe in scripts/train_default.py, and prints a
 Markdown table. Data loading is measured separately so one can see whether it keeps up.
 """
 
@@ -25,7 +25,7 @@ import train_default  # the shipped model's config: one source of truth
 
 
 def bench_step(device: str, amp: str, channels_last: bool, compile_: bool, steps: int, warmup: int) -> float:
-    cfg = train_default.DEFAULT
+    cfg = train_default.COLOR_BASE
     model = UNet(cfg.model).to(device)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
@@ -59,7 +59,7 @@ def bench_step(device: str, amp: str, channels_last: bool, compile_: bool, steps
 
 
 def bench_data(n: int) -> float:
-    cfg = train_default.DEFAULT
+    cfg = train_default.COLOR_BASE
     data = CleanCrops(CleanImages([], []), cfg.data.crop, cfg.data.channels, 1.0, seed=0)
     t = time.perf_counter()
     for i in range(n):
@@ -81,7 +81,7 @@ def main() -> None:
         if args.compile:
             rows += [("bf16 + channels-last + compile", "bf16", True, True)]
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"{platform.processor() or 'CPU'}, {torch.get_num_threads()} threads"
-    cfg = train_default.DEFAULT
+    cfg = train_default.COLOR_BASE
     print(f"device: {name}; torch {torch.__version__}; model width {cfg.model.width}, levels {cfg.model.levels}; "
           f"batch {cfg.data.batch_size} x {cfg.data.crop}x{cfg.data.crop}")
     print("| config | images/s | vs fp32 |\n|---|---|---|")

@@ -1,11 +1,24 @@
-"""Train the shipped default colour model with the package's own trainer.
+"""Train the shipped default models with the package's own trainer.
 
-    python scripts/train_default.py --datasets ../shared/datasets --run runs/default-color
+    python scripts/train_default.py --datasets ../shared/datasets --model color-base
+    python scripts/train_default.py --datasets ../shared/datasets --model color
+    python scripts/train_default.py --datasets ../shared/datasets --model gray
 
-Data: CBSD432 colour photos (5 % held out by name for validation) plus 30 % procedural
-dead-leaves crops; blind Gaussian noise, sigma uniform in [0, 75] on the 0-255 scale, half
-of the batches clipped and rounded to 8 bits as real uploads are. Set12 is never seen here.
-Afterwards it copies the final weights to checkpoints/ (use --no-install to skip).
+Three recipes, run in that order (each later one starts from the first one's weights):
+
+- color-base: from random weights. CBSD432 colour photos (5 % held out by name for
+  validation) plus 30 % procedural dead-leaves crops; blind Gaussian noise, sigma uniform in
+  [0, 75]; half of the samples clipped and rounded to 8 bits as real uploads are.
+- color: fine-tunes color-base on the blind mix users meet: Gaussian sigma 0-75 (three
+  quarters of the samples) or the "camera" chain (shot + read noise, demosaic-correlated
+  noise, JPEG). Larger crops, as the model's receptive field is 59 px.
+- gray: starts from color-base turned into a 1-channel model (model.gray_from_color: the
+  same function on gray input, so it begins at the colour model's gray quality) and trains on
+  Train400 plus CBSD432 read as gray, with the same noise mix.
+
+Set12 is never seen here: it is the evaluation set. Each run writes its folder (config,
+metrics, previews, snapshots); the final weights are copied to checkpoints/ unless
+--install-as ''. A killed run continues with --resume.
 """
 
 from __future__ import annotations
@@ -16,42 +29,82 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from denoiser.checkpoint import load_checkpoint, save_checkpoint
 from denoiser.config import DataConfig, ModelConfig, NoiseConfig, RunConfig, TrainConfig
+from denoiser.model import gray_from_color
 from denoiser.train import train
 
-DEFAULT = RunConfig(
+BLIND_MIX = "gaussian:0-75@3|camera"
+
+COLOR_BASE = RunConfig(
     noise=NoiseConfig(spec="gaussian:0-75", quantize_prob=0.5),
     data=DataConfig(procedural=True, procedural_weight=0.3, channels=3, crop=64, batch_size=16,
                     val_count=16, val_crop=128),
     model=ModelConfig(channels=3, width=24, levels=3, blocks_per_level=2),
     train=TrainConfig(steps=2000, lr=1e-3, warmup_steps=50, seed=0, val_interval=250, snapshot_interval=250),
 )
+COLOR = replace(
+    COLOR_BASE,
+    noise=NoiseConfig(spec=BLIND_MIX, quantize_prob=0.5),
+    data=replace(COLOR_BASE.data, crop=96, batch_size=12),
+    train=replace(COLOR_BASE.train, steps=4000, lr=5e-4, seed=1),
+)
+GRAY = replace(COLOR, model=replace(COLOR.model, channels=1), data=replace(COLOR.data, channels=1, gray_prob=0.0,
+                                                                            procedural_weight=0.2),
+               train=replace(COLOR.train, seed=2))
+
+# recipe -> (config, folders under --datasets, warm start: None or (recipe, convert to gray))
+RECIPES: dict[str, tuple[RunConfig, tuple[str, ...], tuple[str, bool] | None]] = {
+    "color-base": (COLOR_BASE, ("CBSD432",), None),
+    "color": (COLOR, ("CBSD432",), ("color-base", False)),
+    "gray": (GRAY, ("Train400", "CBSD432"), ("color-base", True)),
+}
+INSTALL = {"color-base": "", "color": "checkpoints/default-color.safetensors",
+           "gray": "checkpoints/default-gray.safetensors"}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--datasets", default="../shared/datasets", help="folder holding CBSD432/")
-    ap.add_argument("--run", default="runs/default-color", help="run folder to write")
-    ap.add_argument("--steps", type=int, default=DEFAULT.train.steps)
+    ap.add_argument("--model", choices=list(RECIPES), default="color", help="which recipe (default: color)")
+    ap.add_argument("--datasets", default="../shared/datasets", help="folder holding CBSD432/ and Train400/")
+    ap.add_argument("--run", default=None, help="run folder to write (default: runs/default-MODEL)")
+    ap.add_argument("--init", default=None,
+                    help="warm-start checkpoint (default: runs/default-color-base/model.safetensors for "
+                         "the recipes that start from color-base)")
+    ap.add_argument("--steps", type=int, default=None, help="override the recipe's step count")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
     ap.add_argument("--resume", action="store_true", help="continue the run folder's last snapshot")
-    ap.add_argument("--install-as", default="checkpoints/default-color.safetensors",
-                    help="where to copy the final model ('' to skip)")
+    ap.add_argument("--install-as", default=None, help="where to copy the final model ('' to skip)")
     args = ap.parse_args()
 
-    cbsd = Path(args.datasets) / "CBSD432"
-    if not cbsd.is_dir():
-        raise SystemExit(f"{cbsd} not found: pass --datasets pointing at the folder that holds CBSD432/")
-    cfg = replace(DEFAULT, data=replace(DEFAULT.data, clean_dirs=(str(cbsd),)),
-                  train=replace(DEFAULT.train, steps=args.steps, device=args.device, threads=args.threads))
+    cfg, folders, warm = RECIPES[args.model]
+    run = Path(args.run or f"runs/default-{args.model}")
+    dirs = tuple(str(Path(args.datasets) / f) for f in folders)
+    for d in dirs:
+        if not Path(d).is_dir():
+            raise SystemExit(f"{d} not found: pass --datasets pointing at the folder that holds {', '.join(folders)}")
+    cfg = replace(cfg, data=replace(cfg.data, clean_dirs=dirs),
+                  train=replace(cfg.train, steps=args.steps or cfg.train.steps, device=args.device,
+                                threads=args.threads))
+    init = None
+    if warm and not args.resume:
+        source = Path(args.init or f"runs/default-{warm[0]}/model.safetensors")
+        if not source.exists():
+            raise SystemExit(f"{source} not found: train --model {warm[0]} first, or pass --init")
+        init = source
+        if warm[1]:  # the trainer keeps the init model's architecture, so convert it first
+            colour, meta = load_checkpoint(source)
+            init = save_checkpoint(run / "init-gray.safetensors", gray_from_color(colour),
+                                   converted_from=str(source), metrics=meta.get("metrics"))
     t0 = time.time()
-    final = train(cfg, args.run, resume=args.resume)
+    final = train(cfg, run, resume=args.resume, init=str(init) if init else None)
     print(f"trained in {(time.time() - t0) / 60:.1f} min -> {final}")
-    if args.install_as:
-        Path(args.install_as).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(final, args.install_as)
-        print(f"installed as {args.install_as}")
+    install = INSTALL[args.model] if args.install_as is None else args.install_as
+    if install:
+        Path(install).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(final, install)
+        print(f"installed as {install}")
 
 
 if __name__ == "__main__":

@@ -70,13 +70,29 @@ def test_existing_outputs_need_a_decision(tiny_checkpoint, inputs, tmp_path):
     assert main(args + ["--overwrite"]) == 0
 
 
-def test_eval_prints_json(tiny_checkpoint, tmp_path, capsys):
+@pytest.fixture
+def flat_dir(tmp_path):
     clean = tmp_path / "clean"
     clean.mkdir()
     Image.fromarray(np.full((32, 32), 120, np.uint8), "L").save(clean / "flat.png")
+    return clean
+
+
+def test_eval_prints_json(tiny_checkpoint, flat_dir, capsys):
+    clean = flat_dir
     assert main(["eval", "--model", str(tiny_checkpoint), "--clean", str(clean), "--sigma", "25"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["images"] == 1 and result["sigma"] == 25 and 18 < result["psnr_noisy"] < 23
+
+
+def test_eval_takes_a_noise_spec_and_rejects_a_bad_one(tiny_checkpoint, flat_dir, capsys):
+    clean = flat_dir
+    assert main(["eval", "--model", str(tiny_checkpoint), "--clean", str(clean), "--noise", "camera"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert "sigma" not in result and result["noise"].startswith("poisson-gaussian:")  # canonical form
+    with pytest.raises(SystemExit):
+        main(["eval", "--model", str(tiny_checkpoint), "--clean", str(clean), "--noise", "gausian:25"])
+    assert "gausian" in capsys.readouterr().err
 
 
 def test_python_dash_m_and_help():

@@ -53,3 +53,23 @@ def test_receptive_field_bounds_influence():
 def test_size_helpers():
     model = UNet(ModelConfig(width=8, levels=2))
     assert count_parameters(model) > 1000 and macs_per_pixel(model) > 1000
+
+
+def test_gray_from_color_computes_the_color_model_on_gray_input():
+    from denoiser.model import gray_from_color
+
+    torch.manual_seed(0)
+    # float64: the check is about the algebra, not float32 rounding
+    color = UNet(ModelConfig(channels=3, width=8, levels=2)).double().eval()
+    for p in color.parameters():  # non-trivial weights everywhere, biases included
+        p.data.normal_(0, 0.2)
+    gray = gray_from_color(color).eval()
+    assert gray.cfg.channels == 1 and gray.cfg.width == color.cfg.width
+    x = torch.rand(2, 1, 29, 35, dtype=torch.float64)
+    with torch.no_grad():
+        want = color(x.expand(-1, 3, -1, -1)).mean(dim=1, keepdim=True)
+        got = gray(x)
+    assert got.shape == x.shape
+    torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-10)
+    with pytest.raises(ValueError, match="3-channel"):
+        gray_from_color(gray)

@@ -1,0 +1,67 @@
+"""The committed scripts that make the shipped models and the quality table, run end to end on
+tiny stand-ins for ../shared/datasets (tests never depend on ../shared)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from denoiser.checkpoint import load_checkpoint, read_metadata
+from tests.conftest import DATA, REPO
+
+
+@pytest.fixture
+def datasets(tmp_path):
+    """A folder shaped like ../shared/datasets: gray Set12/ and Train400/, colour CBSD432/."""
+    root = tmp_path / "datasets"
+    for folder, mode, names in (("Set12", "L", ["camera.png", "astronaut.png"]),
+                                ("Train400", "L", ["coffee.png", "astronaut.png"]),
+                                ("CBSD432", "RGB", ["coffee.png", "astronaut.png"])):
+        (root / folder).mkdir(parents=True)
+        for i, name in enumerate(names):
+            img = Image.open(DATA / name).convert(mode)
+            # test sets small (BM3D is slow), training images large enough for 128 px validation crops
+            (img.crop((0, 0, 64, 64)) if folder == "Set12" else img).save(root / folder / f"{i:02d}.png")
+    return root
+
+
+def run(*args, cwd=REPO):
+    proc = subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
+def test_bench_quality_writes_one_table_section(tiny_checkpoint, datasets, tmp_path):
+    md = tmp_path / "BENCH.md"
+    md.write_text("# Benchmarks\n\nearlier text\n")
+    args = [str(REPO / "scripts/bench_quality.py"), "--datasets", str(datasets), "--models", str(tiny_checkpoint),
+            "--sigmas", "25", "50", "--tune-images", "2", "--json", str(tmp_path / "q.json"), "--write", str(md)]
+    run(*args)
+    run(*args)  # a second run replaces the section instead of appending another
+    doc = md.read_text()
+    assert doc.startswith("# Benchmarks\n\nearlier text") and doc.count("bench_quality:start") == 1
+    result = json.loads((tmp_path / "q.json").read_text())["results"]
+    assert len(result) == 3 and any(name.startswith("ours: ") for name in result)
+    bm3d, nlm = result["BM3D"], result["OpenCV NLM (h tuned per sigma)"]
+    for s in ("25", "50"):
+        # both classics really denoise the protocol's noisy inputs
+        assert bm3d[s]["psnr"] > bm3d[s]["psnr_noisy"] + 2 and nlm[s]["psnr"] > nlm[s]["psnr_noisy"] + 1
+        assert bm3d[s]["images"] == 2
+    for name in result:
+        assert f"| {name} |" in doc
+    assert "*DRUNet (published)*" in doc and "h=" in doc
+
+
+def test_gray_recipe_warm_starts_from_a_colour_model(tiny_checkpoint, datasets, tmp_path):
+    out = run(str(REPO / "scripts/train_default.py"), "--model", "gray", "--datasets", str(datasets),
+              "--init", str(tiny_checkpoint), "--steps", "2", "--threads", "1", "--run", str(tmp_path / "run"),
+              "--install-as", str(tmp_path / "gray.safetensors"))
+    assert "installed as" in out
+    model, meta = load_checkpoint(tmp_path / "gray.safetensors")
+    colour, _ = load_checkpoint(tiny_checkpoint)
+    assert model.cfg.channels == 1 and model.cfg.width == colour.cfg.width
+    assert meta["init"]["path"].endswith("init-gray.safetensors")
+    assert read_metadata(tmp_path / "run" / "init-gray.safetensors")["converted_from"] == str(tiny_checkpoint)
+    assert meta["run"]["data"]["clean_dirs"] == [str(datasets / "Train400"), str(datasets / "CBSD432")]
