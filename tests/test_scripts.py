@@ -65,3 +65,14 @@ def test_gray_recipe_warm_starts_from_a_colour_model(tiny_checkpoint, datasets, 
     assert meta["init"]["path"].endswith("init-gray.safetensors")
     assert read_metadata(tmp_path / "run" / "init-gray.safetensors")["converted_from"] == str(tiny_checkpoint)
     assert meta["run"]["data"]["clean_dirs"] == [str(datasets / "Train400"), str(datasets / "CBSD432")]
+
+
+def test_model_scores_prints_the_card_table(tiny_checkpoint, datasets, tmp_path):
+    out = run(str(REPO / "scripts/model_scores.py"), str(tiny_checkpoint), "--clean", str(datasets / "Set12"),
+              "--sigmas", "25", "0", "--noises", "camera", "--json", str(tmp_path / "s.json"))
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert [r.split(" | ")[0] for r in rows] == ["| Gaussian σ25", "| clean input (σ0)", "| camera"]
+    results = json.loads((tmp_path / "s.json").read_text())
+    assert results[0]["sigma"] == 25 and results[2]["noise"] == "camera"
+    # sigma 0: the noisy input is the clean image itself
+    assert results[1]["psnr_noisy"] == float("inf") or results[1]["psnr_noisy"] > 90
