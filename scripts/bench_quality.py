@@ -110,8 +110,8 @@ def table(results: dict, sigmas: list[int], meta: dict) -> str:
         "Our models are blind (one model for every sigma, not told it); NLM and BM3D are told sigma. "
         f"NLM h tuned per sigma on {meta['tune_images']} Train400 images: {nlm_h}.",
         "Published rows (italics) come from the papers, on float noise that is neither clipped nor "
-        "rounded, so they are a reference, not a same-protocol comparison: BM3D run here lands "
-        "near its published numbers, which shows how close the protocols are.",
+        "rounded, so they are a reference, not a same-protocol comparison: the two BM3D rows show "
+        "how much the protocol moves a number.",
     ]
     return "\n".join(lines) + "\n\n" + "\n".join(f"- {n}" for n in notes) + "\n"
 
