@@ -225,7 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
         "skipped; the exit code is 0 only if every file succeeded."))
     d.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
     d.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder (created if needed)")
-    d.add_argument("--model", default=None, help="checkpoint (.safetensors), .onnx or .engine; default: the shipped model")
+    d.add_argument("--model", default=None, help="checkpoint (.safetensors), .onnx or .engine; default: the shipped "
+                   "colour model, with 1-channel (gray) files going to the shipped gray model")
     d.add_argument("--strength", type=float, default=1.0, help="0 keeps the input, 1 is the full denoise (default 1)")
     d.add_argument("--recursive", "-r", action="store_true", help="walk folders recursively, mirroring the tree")
     d.add_argument("--suffix", default="", help="append to output names, e.g. _denoised")
@@ -358,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.set_defaults(func=_export)
 
     v = sub.add_parser("eval", help="PSNR/SSIM on a folder of clean images (DESIGN.md protocol), as JSON")
-    v.add_argument("--model", default=None, help="default: the shipped model")
+    v.add_argument("--model", default=None, help="default: the shipped models (gray files: the gray one)")
     v.add_argument("--clean", required=True, metavar="DIR", help="folder of clean images")
     v.add_argument("--sigma", type=float, default=25.0, help="Gaussian sigma on the 0-255 scale (default %(default)s)")
     v.add_argument("--noise", metavar="SPEC", type=_noise_spec,

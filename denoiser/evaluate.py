@@ -72,4 +72,5 @@ def evaluate_fn(fn: Callable[[np.ndarray], np.ndarray], clean_dir: str | Path, s
 def evaluate(denoiser: Denoiser, clean_dir: str | Path, sigma: float, seed: int = 0,
              limit: int | None = None, noise: str | None = None) -> dict:
     result = evaluate_fn(denoiser.denoise_array, clean_dir, sigma, seed, limit, noise)
-    return {"model": denoiser.info.path, "backend": denoiser.backend.describe(), **result}
+    gray = {"gray_model": str(denoiser.gray_path)} if denoiser.gray_path else {}  # gray files ran on it
+    return {"model": denoiser.info.path, **gray, "backend": denoiser.backend.describe(), **result}

@@ -203,3 +203,30 @@ def test_load_errors_are_clear(tmp_path):
     (tmp_path / "m.pt").write_bytes(b"x")
     with pytest.raises(ValueError, match="expected a .safetensors"):
         Denoiser.load(tmp_path / "m.pt")
+
+
+def test_default_model_sends_gray_images_to_the_shipped_gray_model(monkeypatch):
+    from denoiser.inference import DEFAULT_GRAY_MODEL, DEFAULT_MODEL
+
+    monkeypatch.delenv("DENOISER_MODEL", raising=False)
+    rng = np.random.default_rng(0)
+    gray = rng.random((40, 48, 1), dtype=np.float32)
+    colour = rng.random((40, 48, 3), dtype=np.float32)
+    dn = Denoiser.load(backend="torch")
+    assert dn.info.path == str(DEFAULT_MODEL) and dn.gray_path == DEFAULT_GRAY_MODEL
+    assert DEFAULT_GRAY_MODEL.name in dn.describe()
+    gray_dn = Denoiser.load(DEFAULT_GRAY_MODEL, backend="torch")
+    colour_dn = Denoiser.load(DEFAULT_MODEL, backend="torch")
+    assert colour_dn.gray_path is None  # a model named explicitly runs everything itself
+    np.testing.assert_array_equal(dn.denoise_array(gray), gray_dn.denoise_array(gray))
+    np.testing.assert_array_equal(dn.denoise_array(colour), colour_dn.denoise_array(colour))
+    assert not np.array_equal(colour_dn.denoise_array(gray), gray_dn.denoise_array(gray))
+    # the same through the public call on a PIL "L" image
+    img = Image.fromarray((gray[..., 0] * 255).astype(np.uint8), "L")
+    assert np.array_equal(np.asarray(dn(img)), np.asarray(gray_dn(img)))
+
+
+def test_a_chosen_default_model_is_not_overridden_for_gray(monkeypatch, tiny_checkpoint):
+    monkeypatch.setenv("DENOISER_MODEL", str(tiny_checkpoint))
+    dn = Denoiser.load(backend="torch")
+    assert dn.info.path == str(tiny_checkpoint) and dn.gray_path is None
