@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from datetime import date
@@ -33,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from denoiser.evaluate import evaluate_fn  # noqa: E402
+from denoiser.imageio import to_uint8  # noqa: E402
 
 # Set12 mean PSNR in dB, as the papers report them (float noise, not clipped or rounded; each
 # model told sigma or trained per sigma, except DnCNN-B). From the DRUNet paper's Table
@@ -49,15 +49,11 @@ NLM_FACTORS = np.round(np.arange(0.5, 1.61, 0.1), 2)  # h / sigma grid for tunin
 START, END = "<!-- bench_quality:start -->", "<!-- bench_quality:end -->"
 
 
-def _u8(arr: np.ndarray) -> np.ndarray:
-    return np.clip(np.round(arr * 255.0), 0, 255).astype(np.uint8)
-
-
 def nlm(h: float) -> Callable[[np.ndarray], np.ndarray]:
     import cv2
 
     def run(arr: np.ndarray) -> np.ndarray:
-        u8 = _u8(arr)
+        u8 = to_uint8(arr)
         if arr.shape[2] == 1:
             out = cv2.fastNlMeansDenoising(u8[..., 0], None, h=float(h), templateWindowSize=7, searchWindowSize=21)
             return out[..., None].astype(np.float32) / 255.0
@@ -70,9 +66,10 @@ def bm3d(sigma: float) -> Callable[[np.ndarray], np.ndarray]:
     import bm3d as bm3d_pkg
 
     def run(arr: np.ndarray) -> np.ndarray:
-        img = arr[..., 0] if arr.shape[2] == 1 else arr
-        out = bm3d_pkg.bm3d(img, sigma_psd=sigma / 255.0) if arr.shape[2] == 1 else \
-            bm3d_pkg.bm3d_rgb(img, sigma_psd=sigma / 255.0)
+        if arr.shape[2] == 1:
+            out = bm3d_pkg.bm3d(arr[..., 0], sigma_psd=sigma / 255.0)
+        else:
+            out = bm3d_pkg.bm3d_rgb(arr, sigma_psd=sigma / 255.0)
         out = np.asarray(out, dtype=np.float32).reshape(arr.shape)
         return np.clip(out, 0.0, 1.0)
     return run
@@ -146,6 +143,9 @@ def main() -> int:
     for d in (test_dir, tune_dir):
         if not d.is_dir():
             raise SystemExit(f"{d} not found: pass --datasets pointing at the folder that holds Set12/ and Train400/")
+    missing = [m for m in args.models if not Path(m).is_file()]
+    if missing:
+        raise SystemExit(f"model not found: {', '.join(missing)} (train them with scripts/train_default.py, or pass --models)")
     t0 = time.time()
     methods: dict[str, Callable[[int], Callable[[np.ndarray], np.ndarray]]] = {}
     for m in args.models:
@@ -169,7 +169,7 @@ def main() -> int:
                   f"{r['seconds_per_megapixel']:.2f} s/MP", flush=True)
     mach = machine()
     meta = {"images": results[next(iter(results))][args.sigmas[0]]["images"],
-            "machine": f"{mach.get('cpu', platform.processor())}, {mach.get('cores', '?')} cores",
+            "machine": f"{mach['cpu']}, {mach['cores']} cores",
             "date": date.today().isoformat(), "minutes": (time.time() - t0) / 60, "nlm_h": nlm_h,
             "tune_images": args.tune_images,
             "command": "python scripts/bench_quality.py " + " ".join(sys.argv[1:])}

@@ -28,6 +28,10 @@ def main() -> int:
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--json", help="also write the full results here")
     args = ap.parse_args()
+    if not Path(args.model).is_file():
+        raise SystemExit(f"model not found: {args.model}")
+    if not Path(args.clean).is_dir():
+        raise SystemExit(f"not a folder: {args.clean}")
 
     from denoiser.evaluate import evaluate
     from denoiser.inference import Denoiser
