@@ -15,12 +15,18 @@ def main() -> None:
     ap.add_argument("--runs-dir", help="where the Train tab writes its runs (default: runs/)")
     ap.add_argument("--data-root", help="let the Train tab use server folders under this one (default: uploads only)")
     ap.add_argument("--max-upload-mb", type=float, default=50, help="largest file an upload may be")
+    ap.add_argument("--auth-file", metavar="FILE",
+                    help="ask for a login: one user:password per line (use it with --host 0.0.0.0)")
     args = ap.parse_args()
 
-    from denoiser.ui import launch
+    from denoiser.ui import launch, read_auth_file
 
+    try:
+        auth = read_auth_file(args.auth_file) if args.auth_file else None
+    except (OSError, ValueError) as e:
+        ap.error(f"--auth-file: {e}")
     launch(args.model, host=args.host, port=args.port, backend=args.backend, runs_dir=args.runs_dir,
-           data_root=args.data_root, max_upload_mb=args.max_upload_mb)
+           data_root=args.data_root, max_upload_mb=args.max_upload_mb, auth=auth)
 
 
 if __name__ == "__main__":

@@ -226,7 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
     d.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder (created if needed)")
     d.add_argument("--model", default=None, help="checkpoint (.safetensors), .onnx or .engine; default: the shipped "
-                   "colour model, with 1-channel (gray) files going to the shipped gray model")
+                   "colour model, with gray files (1 channel, or RGB with equal channels) going to the "
+                   "shipped gray model")
     d.add_argument("--strength", type=float, default=1.0, help="0 keeps the input, 1 is the full denoise (default 1)")
     d.add_argument("--recursive", "-r", action="store_true", help="walk folders recursively, mirroring the tree")
     d.add_argument("--suffix", default="", help="append to output names, e.g. _denoised")

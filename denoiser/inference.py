@@ -31,8 +31,10 @@ from .tiling import denoise_tiled, plan_tiles
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = REPO_ROOT / "checkpoints" / "default-color.safetensors"
-# With no model named, 1-channel images go to the shipped gray model: it is 0.1-0.3 dB better
-# on them than the colour model (checkpoints/MODEL_CARD.md). Loaded only when a gray image comes.
+# With no model named, gray images go to the shipped gray model: it is 0.1-0.3 dB better on
+# them than the colour model (checkpoints/MODEL_CARD.md). Loaded only when a gray image comes.
+# Gray means 1 channel, or 3 identical ones: scans and black-and-white photos are often saved
+# as RGB, and their noise is then the same in every channel, which is what the gray model knows.
 DEFAULT_GRAY_MODEL = REPO_ROOT / "checkpoints" / "default-gray.safetensors"
 BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
 DEFAULT_MEMORY_MB = 1024  # activations of one backend call; whole-process peak is in BENCHMARKS.md
@@ -94,13 +96,22 @@ class Denoiser:
 
     @classmethod
     def load(cls, path: str | Path | None = None, backend: str = "auto", device: str | None = None,
-             tile: int | None = None, memory_mb: float = DEFAULT_MEMORY_MB, threads: int = 0) -> "Denoiser":
-        """Load a checkpoint, .onnx or .engine. tile=None: the largest tile that fits memory_mb."""
+             tile: int | None = None, memory_mb: float = DEFAULT_MEMORY_MB, threads: int = 0,
+             gray_model: str | Path | None = None) -> "Denoiser":
+        """Load a checkpoint, .onnx or .engine. tile=None: the largest tile that fits memory_mb.
+
+        gray_model: a second model that gray images go to (loaded on the first one). With no
+        path and no $DENOISER_MODEL it is the shipped gray model (DEFAULT_GRAY_MODEL).
+        """
         import torch
 
-        if path is None and "DENOISER_MODEL" not in os.environ and DEFAULT_GRAY_MODEL.is_file():
-            dn = cls.load(default_model_path(), backend, device, tile, memory_mb, threads)
-            dn.gray_path = DEFAULT_GRAY_MODEL
+        if gray_model is None and path is None and "DENOISER_MODEL" not in os.environ and DEFAULT_GRAY_MODEL.is_file():
+            gray_model = DEFAULT_GRAY_MODEL
+        if gray_model is not None:
+            if not Path(gray_model).is_file():
+                raise FileNotFoundError(f"gray model not found: {gray_model}")
+            dn = cls.load(path or default_model_path(), backend, device, tile, memory_mb, threads)
+            dn.gray_path = Path(gray_model)
             dn._load_args = {"backend": backend, "device": device, "tile": tile, "memory_mb": memory_mb,
                              "threads": threads}
             return dn
@@ -177,8 +188,9 @@ class Denoiser:
         if not 0.0 <= strength <= 1.0:
             raise ValueError(f"strength must be in [0, 1], got {strength}")
         arr = np.asarray(arr, dtype=np.float32)
-        if self.gray_path is not None and arr.shape[2] == 1:
-            return self._gray_model().denoise_array(arr, strength, sigma)
+        if self.gray_path is not None and _is_gray(arr):
+            out = self._gray_model().denoise_array(np.ascontiguousarray(arr[..., :1]), strength, sigma)
+            return out if arr.shape[2] == 1 else np.repeat(out, arr.shape[2], axis=2)
         run = self._runner(arr.shape[2], sigma)
         if strength == 0.0:
             return arr.copy()
@@ -269,6 +281,20 @@ class Denoiser:
         if scale is None:
             return out.astype(dtype)
         return np.rint(np.clip(out, 0, 1) * scale).astype(dtype)
+
+
+def _is_gray(arr: np.ndarray) -> bool:
+    """1 channel, or 3 channels equal everywhere (compared a row band at a time: no full-size temporaries)."""
+    if arr.shape[2] == 1:
+        return True
+    if arr.shape[2] != 3:
+        return False
+    band = max(1, (1 << 20) // max(1, arr.shape[1]))
+    for y in range(0, arr.shape[0], band):
+        rows = arr[y:y + band]
+        if not (np.array_equal(rows[..., 0], rows[..., 1]) and np.array_equal(rows[..., 1], rows[..., 2])):
+            return False
+    return True
 
 
 def _info(path: Path, kind: str, meta: dict, precision: str) -> ModelInfo:

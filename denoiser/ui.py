@@ -11,6 +11,7 @@ clients do not see: they get the model the app was started with. Every other eve
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import gradio as gr  # ui.py is only imported to build the page; `import denoiser` stays light
@@ -274,8 +275,31 @@ def _centre(path: str) -> tuple[int, int]:
         return im.width // 2, im.height // 2
 
 
+def read_auth_file(path: str | Path) -> list[tuple[str, str]]:
+    """`user:password` per line (blank lines and # comments skipped) -> Gradio's auth list.
+
+    A file rather than a flag, so that passwords stay out of the shell history and `ps`.
+    """
+    pairs = []
+    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        user, sep, password = line.partition(":")
+        if not sep or not user.strip() or not password:
+            raise ValueError(f"{path}:{n}: expected user:password")
+        pairs.append((user.strip(), password))
+    if not pairs:
+        raise ValueError(f"{path}: no user:password line")
+    return pairs
+
+
 def launch(model_path: str | None = None, host: str = "127.0.0.1", port: int = 7860, backend: str = "auto",
-           runs_dir: str | None = None, data_root: str | None = None, max_upload_mb: float = MAX_UPLOAD_MB) -> None:
+           runs_dir: str | None = None, data_root: str | None = None, max_upload_mb: float = MAX_UPLOAD_MB,
+           auth: list[tuple[str, str]] | None = None) -> None:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    if host not in ("127.0.0.1", "localhost", "::1") and not auth:
+        print(f"denoiser: serving on {host} with no login: anyone who can reach port {port} can denoise, "
+              "train and stop training; pass --auth-file to ask for a password", file=sys.stderr)
     demo = build_ui(model_path, backend, runs_dir=runs_dir, data_root=data_root)
-    demo.launch(server_name=host, server_port=port, **launch_options(max_upload_mb))
+    demo.launch(server_name=host, server_port=port, auth=auth or None, **launch_options(max_upload_mb))

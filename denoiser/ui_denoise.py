@@ -22,7 +22,7 @@ import gradio as gr
 import numpy as np
 
 from .imageio import EXTENSION_BY_FORMAT, ImageError, ImageInfo, read_image, write_image
-from .inference import Denoiser
+from .inference import DEFAULT_GRAY_MODEL, DEFAULT_MODEL, Denoiser
 
 MAX_PIXELS = 40_000_000  # a 40 MP upload is still fine on a laptop-class CPU with tiling
 NOISE_DEMO_MAX_PIXELS = 16_000_000  # noise is made on the whole image at once (no tiling)
@@ -35,7 +35,9 @@ _last_prune = 0.0
 
 @lru_cache(maxsize=4)
 def _cached_denoiser(path: str, backend: str) -> Denoiser:
-    return Denoiser.load(path, backend=backend)
+    # The shipped colour model comes with the shipped gray one for gray uploads, as on the CLI.
+    shipped = Path(path).resolve() == DEFAULT_MODEL.resolve() and DEFAULT_GRAY_MODEL.is_file()
+    return Denoiser.load(path, backend=backend, gray_model=DEFAULT_GRAY_MODEL if shipped else None)
 
 
 def get_denoiser(path: str, backend: str = "auto") -> Denoiser:
@@ -59,8 +61,9 @@ def describe_model(path: str, backend: str) -> str:
     # A checkpoint on the CPU runs as its ONNX export: say so, without the server's cache path.
     note = f"  \n{dn.note}" if "failed" in dn.note else ("  \nvia its ONNX export" if dn.note else "")
     shown = Path(path).parent.name + "/" + Path(path).name  # run folders all hold a model.safetensors
+    gray = f"; gray images go to **{dn.gray_path.name}**" if dn.gray_path else ""
     return (f"**{shown}** ({dn.info.kind}, {dn.info.channels}-channel) runs on **{backend_line}**; "
-            f"tiles {dn.tile}px x{dn.tile_batch}{note}")
+            f"tiles {dn.tile}px x{dn.tile_batch}{gray}{note}")
 
 
 def output_dir() -> Path:

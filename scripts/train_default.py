@@ -3,8 +3,10 @@
     python scripts/train_default.py --datasets ../shared/datasets --model color-base
     python scripts/train_default.py --datasets ../shared/datasets --model color
     python scripts/train_default.py --datasets ../shared/datasets --model gray
+    python scripts/train_default.py --datasets ../shared/datasets --model color-polish
+    python scripts/train_default.py --datasets ../shared/datasets --model gray-polish
 
-Three recipes, run in that order (each later one starts from the first one's weights):
+Five recipes, run in that order (each starts from the weights of the one it names):
 
 - color-base: from random weights. CBSD432 colour photos (5 % held out by name for
   validation) plus 30 % procedural dead-leaves crops; blind Gaussian noise, sigma uniform in
@@ -15,6 +17,10 @@ Three recipes, run in that order (each later one starts from the first one's wei
 - gray: starts from color-base turned into a 1-channel model (model.gray_from_color: the
   same function on gray input, so it begins at the colour model's gray quality) and trains on
   Train400 plus CBSD432 read as gray, with the same noise mix.
+- color-polish, gray-polish: continue color and gray on the same data and noise at half the
+  learning rate, with an EMA of the weights (what gets saved) and channels-last tensors
+  (8-20 % faster on this CPU). The validation curves of color and gray were still rising
+  when their cosine schedules ended; these are what the checkpoints/ files come from.
 
 Set12 is never seen here: it is the evaluation set. Each run writes its folder (config,
 metrics, previews, snapshots); the final weights are copied to checkpoints/ unless
@@ -52,25 +58,32 @@ COLOR = replace(
 GRAY = replace(COLOR, model=replace(COLOR.model, channels=1), data=replace(COLOR.data, channels=1, gray_prob=0.0,
                                                                             procedural_weight=0.2),
                train=replace(COLOR.train, seed=2))
+POLISH = dict(lr=2.5e-4, ema=0.999, channels_last=True)
+COLOR_POLISH = replace(COLOR, train=replace(COLOR.train, seed=3, **POLISH))
+GRAY_POLISH = replace(GRAY, train=replace(GRAY.train, seed=4, **POLISH))
 
 # recipe -> (config, folders under --datasets, warm start: None or (recipe, convert to gray))
 RECIPES: dict[str, tuple[RunConfig, tuple[str, ...], tuple[str, bool] | None]] = {
     "color-base": (COLOR_BASE, ("CBSD432",), None),
     "color": (COLOR, ("CBSD432",), ("color-base", False)),
     "gray": (GRAY, ("Train400", "CBSD432"), ("color-base", True)),
+    "color-polish": (COLOR_POLISH, ("CBSD432",), ("color", False)),
+    "gray-polish": (GRAY_POLISH, ("Train400", "CBSD432"), ("gray", False)),
 }
-INSTALL = {"color-base": "", "color": "checkpoints/default-color.safetensors",
-           "gray": "checkpoints/default-gray.safetensors"}
+INSTALL = {"color-base": "", "color": "", "gray": "",
+           "color-polish": "checkpoints/default-color.safetensors",
+           "gray-polish": "checkpoints/default-gray.safetensors"}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", choices=list(RECIPES), default="color", help="which recipe (default: color)")
+    ap.add_argument("--model", choices=list(RECIPES), default="color-polish",
+                    help="which recipe (default: color-polish)")
     ap.add_argument("--datasets", default="../shared/datasets", help="folder holding CBSD432/ and Train400/")
     ap.add_argument("--run", default=None, help="run folder to write (default: runs/default-MODEL)")
     ap.add_argument("--init", default=None,
-                    help="warm-start checkpoint (default: runs/default-color-base/model.safetensors for "
-                         "the recipes that start from color-base)")
+                    help="warm-start checkpoint (default: runs/default-R/model.safetensors, R being the "
+                         "recipe this one starts from)")
     ap.add_argument("--steps", type=int, default=None, help="override the recipe's step count")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
@@ -223,6 +224,54 @@ def test_app_py_serves_the_page(tiny_checkpoint, tmp_path):
                     pytest.fail(proc.stdout.read().decode())
                 time.sleep(0.5)
         pytest.fail("app.py did not answer within 120 s")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_auth_file_makes_the_app_ask_for_a_login(tiny_checkpoint, tmp_path):
+    from denoiser.ui import read_auth_file
+
+    bad = tmp_path / "bad.txt"
+    bad.write_text("# no colon here\nalice\n")
+    with pytest.raises(ValueError, match="bad.txt:2: expected user:password"):
+        read_auth_file(bad)
+    r = subprocess.run([sys.executable, str(REPO / "app.py"), "--auth-file", str(bad)], capture_output=True, text=True)
+    assert r.returncode == 2 and "--auth-file" in r.stderr and "expected user:password" in r.stderr
+
+    auth = tmp_path / "users.txt"
+    auth.write_text("# who may use the page\nalice:s3cret:with-colon\n\nbob:pw\n")
+    assert read_auth_file(auth) == [("alice", "s3cret:with-colon"), ("bob", "pw")]
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(REPO / "app.py"), "--model", str(tiny_checkpoint), "--port",
+                             str(port), "--runs-dir", str(tmp_path / "runs"), "--auth-file", str(auth)],
+                            cwd=tmp_path, env={**os.environ, "GRADIO_TEMP_DIR": str(tmp_path)},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(base + "/config", timeout=2)
+                pytest.fail("/config answered without a login")
+            except urllib.error.HTTPError as e:
+                assert e.code == 401
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    pytest.fail(proc.stdout.read().decode())
+                if time.time() > deadline:
+                    pytest.fail("app.py did not answer within 120 s")
+                time.sleep(0.5)
+        jar = urllib.request.HTTPCookieProcessor()
+        opener = urllib.request.build_opener(jar)
+        form = urllib.parse.urlencode({"username": "bob", "password": "wrong"}).encode()
+        with pytest.raises(urllib.error.HTTPError):
+            opener.open(base + "/login", form, timeout=10)
+        form = urllib.parse.urlencode({"username": "alice", "password": "s3cret:with-colon"}).encode()
+        opener.open(base + "/login", form, timeout=10)
+        with opener.open(base + "/config", timeout=10) as r:
+            assert r.status == 200 and b"denoise" in r.read()
     finally:
         proc.terminate()
         proc.wait(10)

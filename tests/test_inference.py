@@ -224,6 +224,17 @@ def test_default_model_sends_gray_images_to_the_shipped_gray_model(monkeypatch):
     # the same through the public call on a PIL "L" image
     img = Image.fromarray((gray[..., 0] * 255).astype(np.uint8), "L")
     assert np.array_equal(np.asarray(dn(img)), np.asarray(gray_dn(img)))
+    # a gray picture saved as RGB (three equal channels) is gray too, and stays RGB
+    rgb_gray = np.repeat(gray, 3, axis=2)
+    out = dn.denoise_array(rgb_gray)
+    assert out.shape == rgb_gray.shape
+    np.testing.assert_array_equal(out, np.repeat(gray_dn.denoise_array(gray), 3, axis=2))
+    assert np.array_equal(np.asarray(dn(img.convert("RGB"))), np.asarray(gray_dn(img.convert("RGB")))[..., :1]
+                          .repeat(3, axis=2))
+    # one differing pixel makes it a colour image again
+    nearly = rgb_gray.copy()
+    nearly[-1, -1, 2] = 1.0 - nearly[-1, -1, 2]
+    np.testing.assert_array_equal(dn.denoise_array(nearly), colour_dn.denoise_array(nearly))
 
 
 def test_a_chosen_default_model_is_not_overridden_for_gray(monkeypatch, tiny_checkpoint):

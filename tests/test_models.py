@@ -3,7 +3,7 @@
 import os
 import time
 
-from denoiser.inference import DEFAULT_MODEL
+from denoiser.inference import DEFAULT_GRAY_MODEL, DEFAULT_MODEL
 from denoiser.models import discover_models
 
 
@@ -41,4 +41,6 @@ def test_the_shipped_default_comes_first_and_missing_folders_are_fine(tmp_path):
     entries = discover_models(tmp_path / "nope", None, extra=(tmp_path / "a.safetensors", DEFAULT_MODEL))
     if DEFAULT_MODEL.exists():
         assert entries[0].path == DEFAULT_MODEL.resolve()
+        # the picker says that gray uploads go to the gray model with it (ui_denoise does that)
+        assert entries[0].label.endswith(f"(checkpoint; gray images: {DEFAULT_GRAY_MODEL.name})")
     assert tmp_path / "a.safetensors" in [e.path for e in entries]

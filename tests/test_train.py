@@ -39,6 +39,22 @@ def test_cli_train_writes_a_complete_run_folder(tmp_path):
     Denoiser.load(run / "model.safetensors", backend="torch")  # loads with no flags
 
 
+def test_tensorboard_gets_the_same_scalars_as_metrics_jsonl(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = tiny_run_config()
+    train(replace(cfg, train=replace(cfg.train, tensorboard=True)), tmp_path, progress=False)
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    for key in ("loss", "lr", "val_psnr"):
+        want = [(r["step"], r[key]) for r in records if key in r]
+        got = [(e.step, e.value) for e in events.Scalars(key)]
+        assert len(want) >= 2 and [s for s, _ in got] == [s for s, _ in want]
+        np.testing.assert_allclose([v for _, v in got], [v for _, v in want], rtol=1e-6)
+
+
 def test_training_learns(tmp_path):
     """A short run must raise validation PSNR well above its first measurement."""
     cfg = tiny_run_config(steps=60)

@@ -52,6 +52,22 @@ def test_model_line_names_backend_and_precision(tiny_checkpoint, tiny_onnx):
     assert "ONNX Runtime fp32 on CPU" in describe_model(str(tiny_onnx), "auto")
 
 
+def test_the_shipped_default_sends_gray_uploads_to_the_gray_model(tmp_path):
+    from denoiser.inference import DEFAULT_GRAY_MODEL, DEFAULT_MODEL
+    from denoiser.ui_denoise import denoise_upload, describe_model
+
+    clean, _ = read_image(DATA / "camera.png")
+    gray = clean[:64, :72]
+    for name, arr in (("gray.png", gray), ("gray-as-rgb.png", np.repeat(gray, 3, axis=2))):
+        src = write_image(tmp_path / name, arr, ImageInfo(bits=8, gray=arr.shape[2] == 1))
+        out, _ = read_image(denoise_upload(str(src), 1.0, str(DEFAULT_MODEL), "torch")["png"])
+        want = expected(DEFAULT_GRAY_MODEL, read_image(src)[0][..., :1])
+        assert np.abs(out - want).max() <= 0.51 / 255, name
+    assert f"gray images go to **{DEFAULT_GRAY_MODEL.name}**" in describe_model(str(DEFAULT_MODEL), "torch")
+    # any other model runs gray uploads itself
+    assert "gray images" not in describe_model(str(DEFAULT_GRAY_MODEL), "torch")
+
+
 def test_unusable_model_and_strength_get_clear_messages(tiny_checkpoint, tmp_path):
     import gradio as gr
 
