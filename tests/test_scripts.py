@@ -67,6 +67,18 @@ def test_gray_recipe_warm_starts_from_a_colour_model(tiny_checkpoint, datasets, 
     assert meta["run"]["data"]["clean_dirs"] == [str(datasets / "Train400"), str(datasets / "CBSD432")]
 
 
+def test_polish_recipe_continues_its_model_with_ema_and_channels_last(tiny_checkpoint, datasets, tmp_path):
+    out = run(str(REPO / "scripts/train_default.py"), "--model", "color-polish", "--datasets", str(datasets),
+              "--init", str(tiny_checkpoint), "--steps", "2", "--threads", "1", "--run", str(tmp_path / "run"),
+              "--install-as", str(tmp_path / "color.safetensors"))
+    assert "installed as" in out
+    meta = read_metadata(tmp_path / "color.safetensors")
+    assert meta["init"]["path"] == str(tiny_checkpoint) and not (tmp_path / "run" / "init-gray.safetensors").exists()
+    t = meta["run"]["train"]
+    assert (t["ema"], t["channels_last"], t["lr"]) == (0.999, True, 2.5e-4)
+    assert meta["run"]["data"]["clean_dirs"] == [str(datasets / "CBSD432")]
+
+
 def test_model_scores_prints_the_card_table(tiny_checkpoint, datasets, tmp_path):
     out = run(str(REPO / "scripts/model_scores.py"), str(tiny_checkpoint), "--clean", str(datasets / "Set12"),
               "--sigmas", "25", "0", "--noises", "camera", "--json", str(tmp_path / "s.json"))
