@@ -237,6 +237,20 @@ def test_default_model_sends_gray_images_to_the_shipped_gray_model(monkeypatch):
     np.testing.assert_array_equal(dn.denoise_array(nearly), colour_dn.denoise_array(nearly))
 
 
+def test_any_model_can_be_paired_with_a_gray_model(tiny_checkpoint, tmp_path):
+    from denoiser.inference import DEFAULT_GRAY_MODEL
+
+    with pytest.raises(FileNotFoundError, match="gray model not found"):
+        Denoiser.load(tiny_checkpoint, backend="torch", gray_model=tmp_path / "nope.safetensors")
+    dn = Denoiser.load(tiny_checkpoint, backend="torch", gray_model=DEFAULT_GRAY_MODEL)
+    tiny = Denoiser.load(tiny_checkpoint, backend="torch")
+    gray_dn = Denoiser.load(DEFAULT_GRAY_MODEL, backend="torch")
+    rng = np.random.default_rng(1)
+    gray, colour = rng.random((24, 40, 1), dtype=np.float32), rng.random((24, 40, 3), dtype=np.float32)
+    np.testing.assert_array_equal(dn.denoise_array(gray), gray_dn.denoise_array(gray))
+    np.testing.assert_array_equal(dn.denoise_array(colour), tiny.denoise_array(colour))
+
+
 def test_a_chosen_default_model_is_not_overridden_for_gray(monkeypatch, tiny_checkpoint):
     monkeypatch.setenv("DENOISER_MODEL", str(tiny_checkpoint))
     dn = Denoiser.load(backend="torch")
