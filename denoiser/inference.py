@@ -43,6 +43,13 @@ DEFAULT_MEMORY_MB = 1024  # activations of one backend call; whole-process peak 
 NOISE_LEVEL_KEY = "noise_level_input"
 
 
+def shipped_gray_companion(path: str | Path) -> Path | None:
+    """The shipped gray model when `path` is the shipped colour model (and both are there), else None."""
+    if Path(path).resolve() == DEFAULT_MODEL.resolve() and DEFAULT_GRAY_MODEL.is_file():
+        return DEFAULT_GRAY_MODEL
+    return None
+
+
 def default_model_path() -> Path:
     """$DENOISER_MODEL, else the shipped default colour model."""
     return Path(os.environ.get("DENOISER_MODEL", DEFAULT_MODEL))
@@ -82,7 +89,7 @@ class Denoiser:
         self.tile, self.tile_batch = plan_tiles(memory_mb, info.width, in_channels, info.receptive_field,
                                                 info.alignment, tile)
         self.max_side: int | None = None
-        self.gray_path: Path | None = None  # set by load() for the default model: see DEFAULT_GRAY_MODEL
+        self.gray_path: Path | None = None  # set by load(): the model gray images go to (gray_model)
         self._gray: Denoiser | None = None
         self._gray_lock = threading.Lock()
         self._load_args: dict = {}
@@ -105,8 +112,8 @@ class Denoiser:
         """
         import torch
 
-        if gray_model is None and path is None and "DENOISER_MODEL" not in os.environ and DEFAULT_GRAY_MODEL.is_file():
-            gray_model = DEFAULT_GRAY_MODEL
+        if gray_model is None and path is None and "DENOISER_MODEL" not in os.environ:
+            gray_model = shipped_gray_companion(DEFAULT_MODEL)
         if gray_model is not None:
             if not Path(gray_model).is_file():
                 raise FileNotFoundError(f"gray model not found: {gray_model}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .inference import DEFAULT_GRAY_MODEL, DEFAULT_MODEL, REPO_ROOT
+from .inference import DEFAULT_MODEL, REPO_ROOT, shipped_gray_companion
 
 MODEL_SUFFIXES = {".safetensors": "checkpoint", ".onnx": "onnx", ".engine": "engine"}
 SNAPSHOT_NAMES = frozenset({"last.safetensors"})  # training state: resumable, not meant to be run
@@ -46,7 +46,8 @@ def _label(path: Path, kind: str) -> str:
             continue
     else:
         shown = str(path)
-    return f"{shown} ({kind})"
+    gray = shipped_gray_companion(path)  # the app runs gray uploads on it (ui_denoise)
+    return f"{shown} ({kind}; gray images: {gray.name})" if gray else f"{shown} ({kind})"
 
 
 def discover_models(checkpoints_dir: str | Path | None = DEFAULT_CHECKPOINTS_DIR,
@@ -72,10 +73,7 @@ def discover_models(checkpoints_dir: str | Path | None = DEFAULT_CHECKPOINTS_DIR
             continue
         seen.add(resolved)
         kind = model_kind(resolved)
-        label = _label(resolved, kind)
-        if resolved == DEFAULT_MODEL.resolve() and DEFAULT_GRAY_MODEL.is_file():  # see ui_denoise
-            label = label[:-1] + f"; gray images: {DEFAULT_GRAY_MODEL.name})"
-        entries.append(ModelEntry(resolved, kind, label))
+        entries.append(ModelEntry(resolved, kind, _label(resolved, kind)))
     default = DEFAULT_MODEL.resolve()
     entries.sort(key=lambda e: e.path != default)  # stable: only lifts the default to the top
     return entries

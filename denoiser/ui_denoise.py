@@ -22,7 +22,7 @@ import gradio as gr
 import numpy as np
 
 from .imageio import EXTENSION_BY_FORMAT, ImageError, ImageInfo, read_image, write_image
-from .inference import DEFAULT_GRAY_MODEL, DEFAULT_MODEL, Denoiser
+from .inference import Denoiser, shipped_gray_companion
 
 MAX_PIXELS = 40_000_000  # a 40 MP upload is still fine on a laptop-class CPU with tiling
 NOISE_DEMO_MAX_PIXELS = 16_000_000  # noise is made on the whole image at once (no tiling)
@@ -36,8 +36,7 @@ _last_prune = 0.0
 @lru_cache(maxsize=4)
 def _cached_denoiser(path: str, backend: str) -> Denoiser:
     # The shipped colour model comes with the shipped gray one for gray uploads, as on the CLI.
-    shipped = Path(path).resolve() == DEFAULT_MODEL.resolve() and DEFAULT_GRAY_MODEL.is_file()
-    return Denoiser.load(path, backend=backend, gray_model=DEFAULT_GRAY_MODEL if shipped else None)
+    return Denoiser.load(path, backend=backend, gray_model=shipped_gray_companion(path))
 
 
 def get_denoiser(path: str, backend: str = "auto") -> Denoiser:

@@ -58,9 +58,15 @@ COLOR = replace(
 GRAY = replace(COLOR, model=replace(COLOR.model, channels=1), data=replace(COLOR.data, channels=1, gray_prob=0.0,
                                                                             procedural_weight=0.2),
                train=replace(COLOR.train, seed=2))
-POLISH = dict(lr=2.5e-4, ema=0.999, channels_last=True)
-COLOR_POLISH = replace(COLOR, train=replace(COLOR.train, seed=3, **POLISH))
-GRAY_POLISH = replace(GRAY, train=replace(GRAY.train, seed=4, **POLISH))
+
+
+def polish(cfg: RunConfig, seed: int) -> RunConfig:
+    """Continue `cfg`'s model at half its lr, saving an EMA of the weights; channels-last is faster here."""
+    return replace(cfg, train=replace(cfg.train, seed=seed, lr=cfg.train.lr / 2, ema=0.999, channels_last=True))
+
+
+COLOR_POLISH = polish(COLOR, seed=3)
+GRAY_POLISH = polish(GRAY, seed=4)
 
 # recipe -> (config, folders under --datasets, warm start: None or (recipe, convert to gray))
 RECIPES: dict[str, tuple[RunConfig, tuple[str, ...], tuple[str, bool] | None]] = {
