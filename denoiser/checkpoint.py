@@ -16,18 +16,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 from safetensors import safe_open
 from safetensors.torch import save_file
 
 from . import __version__
 from .config import ModelConfig, from_dict, to_dict
-from .model import UNet
+from .nets import build_model
 
 FORMAT = "denoiser-checkpoint-v1"
 EXTRA_PREFIXES = ("opt.", "ema.", "rng.")  # training state; never part of the model
 
 
-def save_checkpoint(path: str | Path, model: UNet, extra_tensors: dict[str, torch.Tensor] | None = None,
+def save_checkpoint(path: str | Path, model: nn.Module, extra_tensors: dict[str, torch.Tensor] | None = None,
                     **meta: Any) -> Path:
     """Save weights + metadata. Extra keyword arguments must be JSON-serialisable.
 
@@ -68,12 +69,12 @@ def read_metadata(path: str | Path) -> dict:
     return meta
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[UNet, dict]:
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """Rebuild the model from the file's own config and load its weights."""
     from safetensors.torch import load_file
 
     meta = read_metadata(path)
-    model = UNet(from_dict(ModelConfig, meta["model"]))
+    model = build_model(from_dict(ModelConfig, meta["model"]))
     tensors = load_file(str(path), device=str(device))
     model.load_state_dict({k: v for k, v in tensors.items() if not k.startswith(EXTRA_PREFIXES)})
     return model.to(device).eval(), meta

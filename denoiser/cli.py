@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from .config import (DataConfig, EngineProfile, ExportConfig, ModelConfig, NoiseConfig, RunConfig, SynthConfig,
-                     TrainConfig, parse_hw)
+                     TrainConfig, parse_duration, parse_hw)
 
 EXAMPLES = """examples:
   denoiser denoise photos/ -o clean/                 denoise a folder with the default model
@@ -80,8 +80,12 @@ def _train(args: argparse.Namespace) -> int:
                       pairs_weight=args.pairs_weight, channels=args.channels, crop=args.crop,
                       batch_size=args.batch_size, num_workers=args.workers, val_count=args.val_count,
                       val_dir=args.val_dir, val_holdout=args.val_holdout, clean_weights=tuple(args.clean_weights))
-    model = ModelConfig(channels=args.channels, width=args.width, levels=args.levels)
-    tr = TrainConfig(steps=args.steps, epochs=args.epochs, solver=args.solver, lr=args.lr, momentum=args.momentum,
+    from .nets import arch_config
+
+    model = arch_config(args.arch, channels=args.channels, width=args.width, levels=args.levels,
+                        blocks_per_level=args.blocks, unshuffle=args.unshuffle)
+    tr = TrainConfig(steps=args.steps, time_budget_s=parse_duration(args.time_budget) if args.time_budget else 0.0,
+                     epochs=args.epochs, solver=args.solver, lr=args.lr, momentum=args.momentum,
                      weight_decay=args.weight_decay, schedule=args.schedule, warmup_steps=args.warmup,
                      step_every=args.step_every, step_gamma=args.step_gamma, loss=args.loss,
                      ssim_weight=args.ssim_weight, grad_clip=args.grad_clip, ema=args.ema, amp=args.amp,
@@ -143,11 +147,16 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from .evaluate import evaluate
+    from .evaluate import evaluate, evaluate_pairs
     from .inference import Denoiser
 
+    if bool(args.clean) == bool(args.pairs):
+        raise ValueError("eval needs --clean DIR (synthetic noise) or --pairs NOISY_DIR CLEAN_DIR (real pairs)")
     dn = Denoiser.load(args.model, backend=args.backend, threads=args.threads)
-    result = evaluate(dn, args.clean, args.sigma, seed=args.seed, limit=args.limit, noise=args.noise)
+    if args.pairs:
+        result = evaluate_pairs(dn, *args.pairs, limit=args.limit)
+    else:
+        result = evaluate(dn, args.clean, args.sigma, seed=args.seed, limit=args.limit, noise=args.noise)
     if not args.per_image:
         result.pop("per_image")
     print(json.dumps(result, indent=2))
@@ -279,11 +288,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--val-interval", type=int, default=T.val_interval, help="validate every N steps")
     g.add_argument("--previews", type=int, default=T.preview_count, help="preview rows saved at each validation")
     g = t.add_argument_group("model")
-    g.add_argument("--width", type=int, default=ModelConfig.width, help="channels at full resolution")
-    g.add_argument("--levels", type=int, default=ModelConfig.levels, help="U-Net depth (alignment = 2**levels)")
+    g.add_argument("--arch", default=ModelConfig.arch,
+                   help="network: unet (the U-Net of the shipped v1 models), resunet (DRUNet-style residual "
+                        "U-Net on a pixel-unshuffled grid), s2dcnn (FFDNet-style conv stack at half resolution)")
+    g.add_argument("--width", type=int, help="channels at the top level (default: the architecture's own)")
+    g.add_argument("--levels", type=int, help="unet/resunet: depth (alignment 2**levels); s2dcnn: conv layers")
+    g.add_argument("--blocks", type=int, help="conv (unet) or residual (resunet) blocks per level")
+    g.add_argument("--unshuffle", type=int, help="resunet/s2dcnn: pixel-unshuffle factor at the entry")
     g.add_argument("--init", metavar="CHECKPOINT", help="fine-tune from this model (keeps its architecture)")
     g = t.add_argument_group("optimisation")
     g.add_argument("--steps", type=int, default=T.steps, help="optimizer steps")
+    g.add_argument("--time-budget", metavar="DURATION",
+                   help="train for this wall time instead (90m, 1.5h, 45s): the lr schedule runs over "
+                        "time, snapshots keep the time spent, --resume continues the same schedule")
     g.add_argument("--epochs", type=int, default=T.epochs, help="if > 0: train this many epochs instead of --steps")
     g.add_argument("--solver", default=T.solver, choices=["adamw", "adam", "sgd"])
     g.add_argument("--lr", type=float, default=T.lr, help="base (peak) learning rate")
@@ -337,7 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="int8: how activation ranges are set (default %(default)s)")
     g.add_argument("--keep-float", nargs="+", default=[], metavar="LAYER",
                    help="mixed precision: layers kept out of int8 (in fp16 for --target tensorrt, fp32 for cpu) "
-                        "or out of fp16 (in fp32), e.g. outc dec.2.0")
+                        "or out of fp16 (in fp32), by PyTorch name as `--keep-float` reports them; added to "
+                        "the layers the architecture itself keeps in float")
     g.add_argument("--no-auto-mixed", action="store_true",
                    help="int8: do not search for sensitive layers to keep in float when over budget")
     g.add_argument("--from-fp32", metavar="FP32.onnx", help="lower this FP32 export of MODEL instead of exporting "
@@ -361,7 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("eval", help="PSNR/SSIM on a folder of clean images (DESIGN.md protocol), as JSON")
     v.add_argument("--model", default=None, help="default: the shipped models (gray files: the gray one)")
-    v.add_argument("--clean", required=True, metavar="DIR", help="folder of clean images")
+    v.add_argument("--clean", metavar="DIR", help="folder of clean images, made noisy by --sigma or --noise")
+    v.add_argument("--pairs", nargs=2, metavar=("NOISY_DIR", "CLEAN_DIR"),
+                   help="real noisy/clean pairs matched by file name (no synthetic noise), e.g. SIDD crops")
     v.add_argument("--sigma", type=float, default=25.0, help="Gaussian sigma on the 0-255 scale (default %(default)s)")
     v.add_argument("--noise", metavar="SPEC", type=_noise_spec,
                    help="score on any noise spec instead of Gaussian --sigma, e.g. camera (see train --help)")

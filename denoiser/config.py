@@ -71,18 +71,28 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The U-Net autoencoder. `levels` sets the depth, hence the size alignment 2**levels."""
+    """The network: `arch` names it (nets.ARCHS), the other fields size it.
+
+    unet: `levels` sets the depth, hence the size alignment 2**levels. resunet: the same, on a
+    grid `unshuffle` times coarser, with `blocks_per_level` residual blocks. s2dcnn: `levels`
+    conv layers at 1/unshuffle resolution. Checkpoints written before `arch` existed are unets.
+    """
 
     channels: int = 3
     width: int = 32
     levels: int = 3
     blocks_per_level: int = 2
     residual: bool = True  # predict the noise and subtract it: an easier target
+    arch: str = "unet"
+    unshuffle: int = 1  # pixel-unshuffle factor at the entry (resunet, s2dcnn); the unet ignores it
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     steps: int = 2000
+    # > 0: train for this many seconds of wall time instead of `steps`; the lr schedule then
+    # runs over time (so a recipe fills exactly the time it is given, on any machine).
+    time_budget_s: float = 0.0
     epochs: int = 0  # > 0 overrides steps: one epoch = one crop per training image (or pair)
     solver: str = "adamw"  # adamw | adam | sgd (Nesterov momentum)
     lr: float = 1e-3
@@ -138,7 +148,8 @@ class ExportConfig:
     calib_crop: int = 128
     calib_sigmas: tuple[float, ...] = (5.0, 10.0, 15.0, 25.0, 35.0, 50.0)
     calib_method: str = "minmax"  # minmax | percentile | entropy
-    # Mixed precision: layers ("outc", "dec.2.0") kept out of the lower precision. INT8: in
+    # Mixed precision: layers (PyTorch names) kept out of the lower precision, on top of the
+    # architecture's own `keep_float` (nets/__init__.py). INT8: in
     # float16 for --target tensorrt, float32 for --target cpu; FP16: in float32.
     keep_float: tuple[str, ...] = ()
     auto_mixed: bool = True  # INT8 over budget: find the sensitive layers and keep those in float
@@ -201,6 +212,21 @@ class SynthConfig:
     count: int = 0  # pairs to write with crop > 0; 0: one per clean image (64 without images)
     seed: int = 0  # with crops: equal to the training seed, the crops and (on the CPU) the noise match
     channels: int = 0  # whole images: 0 keeps each file's own (gray stays gray); crops: 0 = DataConfig's
+
+
+def parse_duration(text: str) -> float:
+    """ "90m", "1.5h", "45s" or plain seconds ("3600") -> seconds."""
+    s = str(text).strip().lower()
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    scale = units.get(s[-1:], None)
+    number = s[:-1] if scale else s
+    try:
+        value = float(number) * (scale or 1.0)
+    except ValueError:
+        raise ValueError(f"expected a duration such as 90m, 1.5h or 45s, got {text!r}") from None
+    if not value > 0:
+        raise ValueError(f"a duration must be positive, got {text!r}")
+    return value
 
 
 def to_dict(cfg: Any) -> dict:

@@ -39,6 +39,22 @@ def noisy_uint8(clean_u8: np.ndarray, sigma: float, seed: int, noise: str | None
     return to_uint8(y[0].numpy().transpose(1, 2, 0))
 
 
+def _score(fn: Callable[[np.ndarray], np.ndarray], items, meta: dict) -> dict:
+    """Run `fn` on each (name, noisy_u8, clean_u8) and average PSNR/SSIM of the 8-bit results."""
+    rows, t_total, pixels = [], 0.0, 0
+    for name, noisy, clean in items:
+        pixels += clean.shape[0] * clean.shape[1]
+        t = time.perf_counter()
+        out = to_uint8(fn(noisy.astype(np.float32) / 255.0))
+        t_total += time.perf_counter() - t
+        p_in, s_in = _scores(noisy, clean)
+        p_out, s_out = _scores(out, clean)
+        rows.append({"image": name, "psnr_noisy": p_in, "ssim_noisy": s_in, "psnr": p_out, "ssim": s_out})
+    mean = {k: float(np.mean([r[k] for r in rows])) for k in ("psnr_noisy", "ssim_noisy", "psnr", "ssim")}
+    return {**meta, "images": len(rows), **mean, "psnr_gain": mean["psnr"] - mean["psnr_noisy"],
+            "seconds_per_megapixel": t_total / (pixels / 1e6), "per_image": rows}
+
+
 def evaluate_fn(fn: Callable[[np.ndarray], np.ndarray], clean_dir: str | Path, sigma: float, seed: int = 0,
                 limit: int | None = None, noise: str | None = None) -> dict:
     """Score any denoiser under the protocol: `fn` maps an (H, W, C) float32 image in [0, 1]
@@ -49,24 +65,46 @@ def evaluate_fn(fn: Callable[[np.ndarray], np.ndarray], clean_dir: str | Path, s
     files = list_images(clean_dir)[:limit]
     if not files:
         raise ValueError(f"no images in {clean_dir}")
-    rows = []
-    t_total, pixels = 0.0, 0
-    for i, path in enumerate(files):
-        clean_f, _ = read_image(path)
-        clean = to_uint8(clean_f)
-        pixels += clean.shape[0] * clean.shape[1]
-        noisy = noisy_uint8(clean, sigma, seed + i, noise)
-        t = time.perf_counter()
-        out = to_uint8(fn(noisy.astype(np.float32) / 255.0))
-        t_total += time.perf_counter() - t
-        p_in, s_in = _scores(noisy, clean)
-        p_out, s_out = _scores(out, clean)
-        rows.append({"image": path.name, "psnr_noisy": p_in, "ssim_noisy": s_in, "psnr": p_out, "ssim": s_out})
-    mp = pixels / 1e6
-    mean = {k: float(np.mean([r[k] for r in rows])) for k in ("psnr_noisy", "ssim_noisy", "psnr", "ssim")}
+
+    def items():
+        for i, path in enumerate(files):
+            clean = to_uint8(read_image(path)[0])
+            yield path.name, noisy_uint8(clean, sigma, seed + i, noise), clean
+
     level = {"noise": noise} if noise else {"sigma": sigma}
-    return {"clean_dir": str(clean_dir), **level, "seed": seed, "images": len(rows), **mean,
-            "psnr_gain": mean["psnr"] - mean["psnr_noisy"], "seconds_per_megapixel": t_total / mp, "per_image": rows}
+    return _score(fn, items(), {"clean_dir": str(clean_dir), **level, "seed": seed})
+
+
+def matched_pairs(noisy_dir: str | Path, clean_dir: str | Path) -> list[tuple[Path, Path]]:
+    """(noisy, clean) files matched by file stem; every unmatched file is an error, listed."""
+    noisy = {p.stem: p for p in list_images(noisy_dir)}
+    clean = {p.stem: p for p in list_images(clean_dir)}
+    lone = sorted(set(noisy) ^ set(clean))
+    if lone:
+        raise ValueError(f"pairs do not match by file name: {', '.join(lone[:8])}"
+                         f"{' ...' if len(lone) > 8 else ''} ({len(lone)} without a partner)")
+    if not noisy:
+        raise ValueError(f"no images in {noisy_dir}")
+    return [(noisy[k], clean[k]) for k in sorted(noisy)]
+
+
+def evaluate_pairs_fn(fn: Callable[[np.ndarray], np.ndarray], noisy_dir: str | Path, clean_dir: str | Path,
+                      limit: int | None = None) -> dict:
+    """Score `fn` on real noisy/clean pairs (no synthetic noise): the same JSON as evaluate_fn,
+    8-bit outputs against the 8-bit reference."""
+    def items():
+        for noisy_path, clean_path in matched_pairs(noisy_dir, clean_dir)[:limit]:
+            noisy, clean = to_uint8(read_image(noisy_path)[0]), to_uint8(read_image(clean_path)[0])
+            if noisy.shape != clean.shape:
+                raise ValueError(f"{noisy_path.name}: noisy {noisy.shape} and clean {clean.shape} differ in size")
+            yield clean_path.name, noisy, clean
+
+    return _score(fn, items(), {"noisy_dir": str(noisy_dir), "clean_dir": str(clean_dir), "noise": "real pairs"})
+
+
+def evaluate_pairs(denoiser: Denoiser, noisy_dir: str | Path, clean_dir: str | Path, limit: int | None = None) -> dict:
+    result = evaluate_pairs_fn(denoiser.denoise_array, noisy_dir, clean_dir, limit)
+    return {"model": denoiser.info.path, "backend": denoiser.backend.describe(), **result}
 
 
 def evaluate(denoiser: Denoiser, clean_dir: str | Path, sigma: float, seed: int = 0,

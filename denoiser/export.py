@@ -19,11 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from . import __version__
 from .checkpoint import file_sha256, load_checkpoint
 from .config import ExportConfig, to_dict
-from .model import UNet
 
 INPUT_NAME, OUTPUT_NAME = "input", "output"
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -34,7 +34,7 @@ def sidecar_path(artifact: str | Path) -> Path:
     return artifact.with_name(artifact.name + ".json")
 
 
-def _export_fp32_graph(model: UNet, path: Path, cfg: ExportConfig) -> None:
+def _export_fp32_graph(model: nn.Module, path: Path, cfg: ExportConfig) -> None:
     import onnx
 
     c = model.cfg.channels
@@ -48,7 +48,7 @@ def _export_fp32_graph(model: UNet, path: Path, cfg: ExportConfig) -> None:
     onnx.save(proto, str(path))
 
 
-def export_onnx(model: UNet, path: str | Path, cfg: ExportConfig = ExportConfig(),
+def export_onnx(model: nn.Module, path: str | Path, cfg: ExportConfig = ExportConfig(),
                 source: dict | None = None, from_fp32: str | Path | None = None) -> dict:
     """Export `model` to ONNX at `path` in `cfg.precision`, check it, write the sidecar; return the sidecar.
 
@@ -83,7 +83,7 @@ def export_onnx(model: UNet, path: str | Path, cfg: ExportConfig = ExportConfig(
             lowering = _lower(model, fp32, tmp, cfg, checks) if cfg.precision != "fp32" else {}
         proto = onnx.load(str(tmp))
         meta = {"model": to_dict(model.cfg), "alignment": model.alignment, "receptive_field": model.receptive_field,
-                "precision": cfg.precision, "code_version": __version__}
+                "activation_bytes_per_pixel": model.activation_bytes_per_pixel(), "precision": cfg.precision, "code_version": __version__}
         if cfg.precision == "int8":
             meta["int8_target"] = cfg.int8_target
         if cfg.precision != "fp32":  # mixed precision: which layers, and in what
@@ -114,7 +114,7 @@ def export_onnx(model: UNet, path: str | Path, cfg: ExportConfig = ExportConfig(
     return side
 
 
-def _lower(model: UNet, fp32: Path, out: Path, cfg: ExportConfig, checks) -> dict:
+def _lower(model: nn.Module, fp32: Path, out: Path, cfg: ExportConfig, checks) -> dict:
     """FP32 ONNX -> FP16 or INT8 ONNX at `out`; return what was done, for the sidecar."""
     from . import imagecheck, quantize
 
@@ -123,7 +123,8 @@ def _lower(model: UNet, fp32: Path, out: Path, cfg: ExportConfig, checks) -> dic
     unknown = [k for k in cfg.keep_float if k not in names and k not in by_layer]
     if unknown:
         raise ValueError(f"--keep-float: no convolution named {', '.join(unknown)}; layers: {', '.join(by_layer)}")
-    keep = [by_layer.get(k, k) for k in cfg.keep_float]
+    own = [by_layer[k] for k in getattr(model, "keep_float", ()) if k in by_layer]  # the architecture's
+    keep = [*own, *(by_layer.get(k, k) for k in cfg.keep_float if by_layer.get(k, k) not in own)]
     if cfg.precision == "fp16":
         info = quantize.convert_fp16(fp32, out, keep)
         return {**info, "float_layers": [names.get(n, n) for n in keep], "float_precision": "fp32"}
@@ -137,7 +138,7 @@ def _lower(model: UNet, fp32: Path, out: Path, cfg: ExportConfig, checks) -> dic
     info = {"calibration": {"images": calib.name, "files": len(calib.images), "crops": cfg.calib_crops,
                             "crop": cfg.calib_crop, "sigmas": list(cfg.calib_sigmas), "method": cfg.calib_method}}
     info.update(quantize.quantize_int8(fp32, out, cfg.int8_target, batches, keep, cfg.calib_method))
-    if keep or not cfg.auto_mixed:
+    if cfg.keep_float or not cfg.auto_mixed:  # the user chose the layers
         return {**info, "float_layers": [names.get(n, n) for n in keep]}
     # Is full INT8 within budget? Judged on a tuning set drawn from the calibration images,
     # not on the check set (choosing layers on the reported images would flatter the report).
@@ -149,8 +150,8 @@ def _lower(model: UNet, fp32: Path, out: Path, cfg: ExportConfig, checks) -> dic
         return ref - imagecheck.score(imagecheck.run_all(imagecheck.onnx_runner(path), tuning, c), tuning)["psnr"]
 
     kept, trials = quantize.find_sensitive_layers(fp32, cfg.int8_target, batches, loss_db, cfg.int8_max_loss_db / 2,
-                                                  cfg.calib_method, cfg.max_float_layers)
-    if kept:
+                                                  cfg.calib_method, cfg.max_float_layers, tuple(own))
+    if kept != keep:
         info.update(quantize.quantize_int8(fp32, out, cfg.int8_target, batches, kept, cfg.calib_method))
     info["sensitivity"] = {"tuning_images": f"{len(tuning.clean)} crops of the calibration images, sigma "
                                             f"{cfg.check_sigma:g}", "budget_db": cfg.int8_max_loss_db / 2,
@@ -158,7 +159,7 @@ def _lower(model: UNet, fp32: Path, out: Path, cfg: ExportConfig, checks) -> dic
     return {**info, "float_layers": [names[n] for n in kept]}
 
 
-def check_against_torch(model: UNet, path: Path, cfg: ExportConfig) -> dict:
+def check_against_torch(model: nn.Module, path: Path, cfg: ExportConfig) -> dict:
     """Run the ONNX file with ONNX Runtime at an odd size (batch 2) and compare with PyTorch.
 
     FP32 must match within the tolerance; FP16/INT8 are judged on images (check_quality), so
@@ -179,7 +180,7 @@ def check_against_torch(model: UNet, path: Path, cfg: ExportConfig) -> dict:
             "passed": bool(ok and (diff <= cfg.check_tolerance or not exact))}
 
 
-def check_quality(model: UNet, path: Path, cfg: ExportConfig, checks=None) -> dict:
+def check_quality(model: nn.Module, path: Path, cfg: ExportConfig, checks=None) -> dict:
     """PSNR of the ONNX file and of the FP32 PyTorch model on the held-out check set."""
     from . import imagecheck
 

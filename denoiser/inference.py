@@ -73,8 +73,13 @@ class ModelInfo:
     meta: dict
 
     @property
-    def width(self) -> int:
-        return int(self.meta.get("model", {}).get("width", 32))
+    def bytes_per_pixel(self) -> float:
+        """The model's peak activation bytes per input pixel: recorded by the export (or put
+        in `meta` from the checkpoint's model); exports older than that are U-Nets."""
+        if "activation_bytes_per_pixel" in self.meta:
+            return float(self.meta["activation_bytes_per_pixel"])
+        m = self.meta.get("model", {})
+        return 4 * (10 * int(m.get("width", 32)) + 4 * (int(m.get("channels", 3)) + self.takes_sigma))
 
     @property
     def takes_sigma(self) -> bool:
@@ -85,8 +90,7 @@ class Denoiser:
     def __init__(self, backend: Any, info: ModelInfo, tile: int | None = None,
                  memory_mb: float = DEFAULT_MEMORY_MB, note: str = ""):
         self.backend, self.info, self.memory_mb, self.note = backend, info, memory_mb, note
-        in_channels = info.channels + info.takes_sigma
-        self.tile, self.tile_batch = plan_tiles(memory_mb, info.width, in_channels, info.receptive_field,
+        self.tile, self.tile_batch = plan_tiles(memory_mb, info.bytes_per_pixel, info.receptive_field,
                                                 info.alignment, tile)
         self.max_side: int | None = None
         self.gray_path: Path | None = None  # set by load(): the model gray images go to (gray_model)
@@ -157,7 +161,7 @@ class Denoiser:
 
         model, meta = load_checkpoint(path)
         info = ModelInfo(str(path), "checkpoint", model.cfg.channels, model.alignment, model.receptive_field,
-                         "fp32", meta)
+                         "fp32", {**meta, "activation_bytes_per_pixel": model.activation_bytes_per_pixel()})
         cuda = torch.cuda.is_available() and not (device or "").startswith("cpu")
         note = ""
         if backend == "onnxruntime" or (backend == "auto" and not cuda):

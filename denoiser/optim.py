@@ -44,6 +44,18 @@ def lr_at(step: int, cfg: TrainConfig, total_steps: int) -> float:
     raise ValueError(f"unknown schedule {cfg.schedule!r}; choose from {', '.join(SCHEDULES)}")
 
 
+def schedule_total(step: int, elapsed_s: float, cfg: TrainConfig, total_steps: int) -> int:
+    """The run length the schedule is computed over. With a time budget it is the step count
+    the budget will reach at the pace so far (step / share of the budget spent), so the
+    schedule's shape follows wall time; a pure function of (step, elapsed): resume-safe."""
+    if cfg.time_budget_s <= 0:
+        return total_steps
+    spent = min(1.0, elapsed_s / cfg.time_budget_s)
+    if spent <= 0 or step <= cfg.warmup_steps:
+        return max(step + 1, 2 * cfg.warmup_steps + 1)  # warm-up is in steps either way
+    return max(step + 1, round(step / spent))
+
+
 class EMA:
     """Exponential moving average of the weights; validation and exports use the average.
 

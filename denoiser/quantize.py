@@ -257,14 +257,16 @@ def zero_points(path_or_model) -> dict[str, np.ndarray]:
 
 
 def find_sensitive_layers(src: str | Path, target: str, batches: list[np.ndarray], loss_db: Callable[[Path], float],
-                          budget_db: float, method: str = "minmax", max_layers: int = 6) -> tuple[list[str], list[dict]]:
+                          budget_db: float, method: str = "minmax", max_layers: int = 6,
+                          always: tuple[str, ...] = ()) -> tuple[list[str], list[dict]]:
     """Convolutions to keep out of INT8 so that it loses at most `budget_db`.
 
     `loss_db(path)` measures a quantized file (PSNR drop against FP32 on a tuning set that is
     not the reported check set). First every convolution is left out alone to see what its
     quantization costs; then the costliest are kept in float, one by one, until the loss is
     within budget or `max_layers` are kept (the best of those trials wins: adding a layer
-    can cost a little). Returns (node names, every trial's result).
+    can cost a little). `always` (node names: the layers the architecture keeps in float) are
+    left out of INT8 in every trial. Returns (node names, every trial's result).
     """
     import onnx
 
@@ -274,19 +276,20 @@ def find_sensitive_layers(src: str | Path, target: str, batches: list[np.ndarray
         cache, path = Path(tmp) / "ranges.json", Path(tmp) / "trial.onnx"
 
         def trial(exclude: list[str]) -> float:
+            exclude = [*always, *(n for n in exclude if n not in always)]
             quantize_int8(src, path, target, batches, exclude, method, cache)
             loss = loss_db(path)
             trials.append({"float_layers": [names[n] for n in exclude], "loss_db": round(loss, 4)})
             return loss
 
         if trial([]) <= budget_db:
-            return [], trials
-        gain = {n: trial([n]) for n in names}
-        order = sorted(names, key=gain.get)  # smallest loss when left out of INT8 first
+            return list(always), trials
+        gain = {n: trial([n]) for n in names if n not in always}
+        order = sorted(gain, key=gain.get)  # smallest loss when left out of INT8 first
         best: tuple[float, list[str]] = (float("inf"), [])
         for k in range(1, max_layers + 1):
             loss = trial(order[:k])
-            best = min(best, (loss, order[:k]), key=lambda b: b[0])
+            best = min(best, (loss, [*always, *order[:k]]), key=lambda b: b[0])
             if loss <= budget_db:
                 break
     return best[1], trials

@@ -186,8 +186,9 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, profile: Engine
     }
     # Carry the model description along, so an engine can be loaded without its ONNX file,
     # and where it came from, so a stale engine's error can say how to rebuild it.
-    side.update({k: onnx_side[k] for k in ("model", "alignment", "receptive_field", "int8_target", "float_layers",
-                                           "float_precision", "source") if k in onnx_side})
+    side.update({k: onnx_side[k] for k in ("model", "alignment", "receptive_field", "activation_bytes_per_pixel",
+                                           "int8_target", "float_layers", "float_precision", "source")
+                 if k in onnx_side})
     text = json.dumps(side, indent=2)
     _atomic_write(sidecar_path(engine_path), text.encode())
     return json.loads(text)  # exactly what a later read of the sidecar gives (lists, not tuples)

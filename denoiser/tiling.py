@@ -26,27 +26,16 @@ def round_up(x: int, multiple: int) -> int:
     return int(math.ceil(x / multiple) * multiple)
 
 
-def bytes_per_pixel(width: int, channels: int) -> int:
-    """Peak memory of one forward pass per input pixel, for a U-Net of base width `width`.
-
-    At full resolution a U-Net holds block features, the skip copy, the up-sampled tensor and
-    their concatenation (about 8 * width floats per pixel); deeper levels add about a quarter.
-    Measured for width 24 on 1032x1032 tiles: ONNX Runtime ~1020 B/px with its memory arena
-    (which keeps its high-water mark and rounds up; ~700 B/px without it, but 25% slower),
-    PyTorch 590-970 B/px. This formula gives 1008 B/px for width 24.
-    """
-    return 4 * (10 * width + 4 * channels)
-
-
-def plan_tiles(budget_mb: float, width: int, channels: int, margin: int, alignment: int,
+def plan_tiles(budget_mb: float, bytes_per_pixel: float, margin: int, alignment: int,
                tile: int | None = None) -> tuple[int, int]:
     """(tile side, tiles per backend call) so that one call fits in `budget_mb`.
 
     Without a given tile the side is the largest that fits (fewest margins to recompute);
-    the batch is then how many such tiles fit in the budget, at least one.
+    the batch is then how many such tiles fit in the budget, at least one. The model says
+    `bytes_per_pixel` (its `activation_bytes_per_pixel()`, recorded in its exports).
     """
     margin = round_up(margin, alignment)
-    budget_px = budget_mb * 2**20 / bytes_per_pixel(width, channels)
+    budget_px = budget_mb * 2**20 / bytes_per_pixel
     if tile is None:
         tile = int(math.sqrt(budget_px)) - 2 * margin
     tile = max(alignment, tile // alignment * alignment)

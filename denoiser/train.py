@@ -29,10 +29,10 @@ from .checkpoint import load_checkpoint, load_extra_tensors, read_metadata, save
 from .config import RunConfig, dumps, from_dict, to_dict
 from .data import CleanCrops, CleanImages, PairedFolder, build_training_data, make_loader
 from .metrics import psnr, ssim, training_loss
-from .model import UNet, count_parameters
+from .nets import build_model, count_parameters
 from .monitor import Callback, MetricsLog, Progress, save_preview
 from .noise import synthesize
-from .optim import EMA, lr_at, make_optimizer
+from .optim import EMA, lr_at, make_optimizer, schedule_total
 
 VAL_SEED = 1_000_003  # a seed namespace of its own: never equal to a training index stream
 
@@ -107,7 +107,12 @@ def make_pair(clean: torch.Tensor, cfg: RunConfig, gen: torch.Generator) -> tupl
             torch.where(pick, gray_noisy.expand_as(noisy), noisy))
 
 
+UNBOUNDED_STEPS = 10**12  # a time-budgeted run's loader: the clock ends it, not the count
+
+
 def total_steps(cfg: RunConfig, items: int, world: int) -> int:
+    if cfg.train.time_budget_s > 0:
+        return UNBOUNDED_STEPS
     if cfg.train.epochs <= 0:
         return cfg.train.steps
     return cfg.train.epochs * max(1, math.ceil(items / (cfg.data.batch_size * world)))
@@ -125,7 +130,7 @@ def _snapshot_tensors(opt, ema: EMA | None, gen: torch.Generator) -> dict[str, t
     return tensors
 
 
-def _restore(path: Path, model, opt, ema: EMA | None, gen: torch.Generator, device) -> int:
+def _restore(path: Path, model, opt, ema: EMA | None, gen: torch.Generator, device) -> tuple[int, float]:
     meta = read_metadata(path)
     loaded, _ = load_checkpoint(path, device)
     model.load_state_dict(loaded.state_dict())
@@ -139,7 +144,7 @@ def _restore(path: Path, model, opt, ema: EMA | None, gen: torch.Generator, devi
             ema.shadow[key[4:]] = v.float()
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
     gen.set_state(extra["rng.noise"].cpu())  # generator states are CPU byte tensors on any device
-    return int(meta["step"])
+    return int(meta["step"]), float(meta.get("elapsed_s", 0.0))
 
 
 def _trim_metrics(run_dir: Path, step: int) -> None:
@@ -200,7 +205,7 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, init: str |
     data = build_data(cfg, device)  # validates every input before anything is written
     steps = total_steps(cfg, data.items, world)
 
-    model = UNet(cfg.model)
+    model = build_model(cfg.model)
     if init and not resume:
         model.load_state_dict(init_model.state_dict())
     model = model.to(device)
@@ -212,11 +217,11 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, init: str |
     autocast, scaler = _autocast(cfg, device)
 
     snapshot = run_dir / "last.safetensors"
-    step = 0
+    step, elapsed_before = 0, 0.0  # training time spent by earlier legs of a resumed run
     if resume:
         if not snapshot.exists():
             raise FileNotFoundError(f"nothing to resume: {snapshot} does not exist")
-        step = _restore(snapshot, model, opt, ema, gen, device)
+        step, elapsed_before = _restore(snapshot, model, opt, ema, gen, device)
     if main_rank:
         run_dir.mkdir(parents=True, exist_ok=True)
         for stale in run_dir.glob(".*.part"):  # temp files of a killed write
@@ -230,16 +235,27 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, init: str |
 
     loader = make_loader(data.dataset, cfg.data, step * cfg.data.batch_size,
                          max(0, steps - step) * cfg.data.batch_size, rank, world)
-    meta = {"run": to_dict(cfg), "parameters": count_parameters(model), "total_steps": steps}
+    meta = {"run": to_dict(cfg), "parameters": count_parameters(model), "total_steps": steps if cfg.train.time_budget_s <= 0 else None}
     if init_meta is not None:
         meta["init"] = {"path": str(init), "metrics": init_meta.get("metrics")}
     log = MetricsLog(run_dir if main_rank else None, cfg.train.tensorboard and main_rank, callback)
+    budget = cfg.train.time_budget_s
     bar = Progress(steps, step, progress and main_rank)
+    pixels_per_step = cfg.data.batch_size * world * cfg.data.crop**2
     best = -math.inf
     if main_rank and (run_dir / "best.safetensors").exists() and resume:
         best = read_metadata(run_dir / "best.safetensors").get("metrics", {}).get("val_psnr", best)
     start = t_log = time.time()
-    imgs_since, stop = 0, False
+    imgs_since, stop, out_of_time = 0, False, False
+
+    def elapsed() -> float:
+        return elapsed_before + time.time() - start
+
+    def lr_now(s: int) -> float:
+        return lr_at(s, cfg.train, schedule_total(s, elapsed(), cfg.train, steps))
+
+    def progress_meta() -> dict:  # what a run records of its length, in every checkpoint
+        return {"step": step, "elapsed_s": round(elapsed(), 3), "pixels_seen": step * pixels_per_step}
 
     def validate() -> dict:
         if ema:
@@ -252,12 +268,12 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, init: str |
             n = cfg.train.preview_count
             save_preview(run_dir / "previews" / f"step_{step:07d}.png", data.val_noisy[:n], out[:n], data.val_clean[:n])
         return {"step": step, "val_psnr": psnr(out, data.val_clean).mean().item(),
-                "val_ssim": ssim(out, data.val_clean).mean().item(), "time": time.time() - start}
+                "val_ssim": ssim(out, data.val_clean).mean().item(), "time": elapsed()}
 
     model.train()
     for batch in loader:
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, cfg.train, steps)
+            g["lr"] = lr_now(step)
         if isinstance(batch, torch.Tensor):  # clean crops: noise is made here, on the device
             clean, noisy = make_pair(batch.to(device, non_blocking=True), cfg, gen)
         elif len(batch) == 2:  # paired folders
@@ -287,41 +303,52 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, init: str |
             ema.update(model)
         step += 1
         imgs_since += clean.shape[0] * world
+        if budget > 0:  # every rank must agree, or DDP ranks would leave the loop apart
+            flag = torch.tensor([float(elapsed() >= budget)], device=device)
+            if ddp:
+                dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            out_of_time = bool(flag.item())
+        last = step == steps or out_of_time
 
-        if step % cfg.train.log_interval == 0 or step == steps:
+        if step % cfg.train.log_interval == 0 or last:
             loss_v = loss.detach().float()
             if ddp:
                 dist.all_reduce(loss_v, op=dist.ReduceOp.AVG)
             now = time.time()
-            rec = {"step": step, "loss": loss_v.item(), "lr": lr_at(step - 1, cfg.train, steps),
-                   "images_per_s": imgs_since / max(now - t_log, 1e-9), "time": now - start}
+            rec = {"step": step, "loss": loss_v.item(), "lr": opt.param_groups[0]["lr"],
+                   "images_per_s": imgs_since / max(now - t_log, 1e-9), "time": elapsed()}
             t_log, imgs_since = now, 0
             stop = log.write(rec) or stop
+            if budget > 0:  # the bar's total: the steps the budget will reach at this pace
+                bar.total = schedule_total(step, elapsed(), cfg.train, steps)
             bar.update(step, rec)
-        if step % cfg.train.val_interval == 0 or step == steps:
+        if step % cfg.train.val_interval == 0 or last:
             rec = validate()
             stop = log.write(rec) or stop
             if main_rank and rec["val_psnr"] > best:
                 best = rec["val_psnr"]
-                save_checkpoint(run_dir / "best.safetensors", eval_model, **meta, step=step,
+                save_checkpoint(run_dir / "best.safetensors", eval_model, **meta, **progress_meta(),
                                 metrics={"val_psnr": rec["val_psnr"], "val_ssim": rec["val_ssim"]})
             bar.message(f"step {step}: val PSNR {rec['val_psnr']:.2f} dB, SSIM {rec['val_ssim']:.4f}")
         if ddp:  # every rank must leave the loop together, or the others hang in all_reduce
             flag = torch.tensor([float(stop)], device=device)
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
             stop = bool(flag.item())
-        if main_rank and (step % cfg.train.snapshot_interval == 0 or step == steps or stop):
-            save_checkpoint(snapshot, model, _snapshot_tensors(opt, ema, gen), **meta, step=step,
+        if main_rank and (step % cfg.train.snapshot_interval == 0 or last or stop):
+            save_checkpoint(snapshot, model, _snapshot_tensors(opt, ema, gen), **meta, **progress_meta(),
                             param_groups=opt.state_dict()["param_groups"])
         if stop:
             bar.message(f"stopped at step {step} on request")
+            break
+        if out_of_time:
+            bar.message(f"time budget of {budget / 60:.1f} min spent at step {step}")
             break
 
     final = run_dir / "model.safetensors"
     if main_rank:
         if ema:
             ema.copy_to(eval_model)
-        save_checkpoint(final, eval_model, **meta, step=step, wall_time_s=time.time() - start,
+        save_checkpoint(final, eval_model, **meta, **progress_meta(), wall_time_s=elapsed(),
                         metrics={"val_psnr_best": best}, device=str(device), world_size=world)
     log.close()
     if ddp:

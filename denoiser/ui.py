@@ -40,6 +40,7 @@ def build_ui(model_path: str | Path | None = None, backend: str = "auto", runs_d
     from . import ui_batch, ui_denoise, ui_train
     from .imageio import IMAGE_EXTENSIONS
     from .noise import NOISE_KINDS
+    from .nets import ARCHS
     from .optim import SCHEDULES, SOLVERS
     from .ui_data import SOURCES
 
@@ -213,8 +214,9 @@ def build_ui(model_path: str | Path | None = None, backend: str = "auto", runs_d
                                 warmup = gr.Number(T.warmup, precision=0, label="Warm-up steps")
                                 val_count = gr.Number(T.val_count, precision=0, label="Validation crops")
                             with gr.Row():
-                                width = gr.Number(T.width, precision=0, label="Width (new model)")
-                                levels = gr.Number(T.levels, precision=0, label="Levels (new model)")
+                                arch = gr.Dropdown(list(ARCHS), value=T.arch, label="Architecture (new model)")
+                                width = gr.Number(T.width, precision=0, label="Width (0: the architecture's)")
+                                levels = gr.Number(T.levels, precision=0, label="Levels (0: the architecture's)")
                         with gr.Row():
                             start = gr.Button("Start", variant="primary", elem_id="train-start")
                             stop = gr.Button("Stop", variant="stop", elem_id="train-stop")
@@ -236,7 +238,7 @@ def build_ui(model_path: str | Path | None = None, backend: str = "auto", runs_d
                         "mix_procedural": mix, "init": init, "steps": steps, "epochs": epochs,
                         "batch_size": batch_size, "crop": crop, "lr": lr, "schedule": schedule, "solver": solver,
                         "seed": train_seed, "snapshot_interval": snapshot, "val_interval": val_interval,
-                        "log_interval": log_interval, "warmup": warmup, "width": width, "levels": levels,
+                        "log_interval": log_interval, "warmup": warmup, "arch": arch, "width": width, "levels": levels,
                         "val_count": val_count}
                 train_fields, train_inputs = list(form), list(form.values())
                 timer = gr.Timer(1.0, active=False)

@@ -50,8 +50,9 @@ class TrainForm:
     val_interval: int = TrainConfig.val_interval
     log_interval: int = TrainConfig.log_interval
     warmup: int = TrainConfig.warmup_steps
-    width: int = ModelConfig.width
-    levels: int = ModelConfig.levels
+    arch: str = ModelConfig.arch
+    width: int = 0  # 0: the architecture's own default (nets.ARCH_DEFAULTS)
+    levels: int = 0
     val_count: int = DataConfig.val_count
 
 
@@ -75,8 +76,11 @@ def build_run_config(form: TrainForm, data: DataConfig) -> RunConfig:
                      warmup_steps=_positive("warm-up", form.warmup, 0))
     if tr.lr <= 0:
         raise ValueError("learning rate must be > 0")
-    model = ModelConfig(channels=data.channels, width=_positive("width", form.width, 4),
-                        levels=_positive("levels", form.levels))
+    from .nets import arch_config
+
+    size = {"width": _positive("width", form.width, 4) if form.width else None,
+            "levels": _positive("levels", form.levels) if form.levels else None}
+    model = arch_config(form.arch or ModelConfig.arch, channels=data.channels, **size)
     return RunConfig(noise=parse_noise_spec(form.noise), data=data, model=model, train=tr)
 
 

@@ -37,7 +37,7 @@ def model_path(arg: str | None, workdir: Path) -> Path:
 
     from denoiser.checkpoint import save_checkpoint
     from denoiser.config import ModelConfig
-    from denoiser.model import UNet
+    from denoiser.nets.unet import UNet
 
     torch.manual_seed(0)
     return save_checkpoint(workdir / "standin-w24-l3.safetensors", UNet(ModelConfig(width=24, levels=3)),

@@ -2,6 +2,12 @@
 
     python scripts/bench_train.py                 # CPU here; on a GPU machine add --device cuda
     python scripts/bench_train.py --device cuda --compile
+    python scripts/bench_train.py --cpu-study --arch resunet   # the CPU recipe choices, one table
+
+--cpu-study measures, for one architecture of scripts/study_arch.py: contiguous vs
+channels-last vs torch.compile, one process with 2 threads vs two processes with 1 thread
+each (summed), and crop/batch shapes of about the same pixels per step; pixels/s is the
+column to compare across shapes.
 
 Runs the package's own training step (synthetic noise on the device, loss, backward, AdamW,
 grad clipping) on procedural crops, the config of the color-base recipe in scripts/train_default.py, and prints a
@@ -18,15 +24,19 @@ import torch
 
 from denoiser.data import CleanCrops, CleanImages
 from denoiser.metrics import training_loss
-from denoiser.model import UNet
+from denoiser.nets import build_model
 from denoiser.noise import synthesize
 
 import train_default  # the shipped model's config: one source of truth
 
 
-def bench_step(device: str, amp: str, channels_last: bool, compile_: bool, steps: int, warmup: int) -> float:
-    cfg = train_default.COLOR_BASE
-    model = UNet(cfg.model).to(device)
+def bench_step(device: str, amp: str, channels_last: bool, compile_: bool, steps: int, warmup: int,
+               cfg=None, threads: int = 0) -> float:
+    cfg = cfg or train_default.COLOR_BASE
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = build_model(cfg.model).to(device)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
     net = torch.compile(model) if compile_ else model
@@ -67,13 +77,58 @@ def bench_data(n: int) -> float:
     return n / (time.perf_counter() - t)
 
 
+def _one_process(args: tuple) -> float:
+    return bench_step(*args)
+
+
+def cpu_study(arch: str, steps: int, warmup: int) -> None:
+    """The table behind the CPU training recipe's defaults (see the module docstring)."""
+    import multiprocessing as mp
+    from dataclasses import replace
+
+    from study_arch import CANDIDATES
+
+    base = replace(train_default.COLOR_BASE, model=CANDIDATES[arch])
+    print(f"{arch}: {CANDIDATES[arch]}; torch {torch.__version__}; {platform.processor() or 'CPU'}")
+    print("| layout | processes x threads | batch x crop | images/s | Mpx/s | vs first row |")
+    print("|---|---|---|---:|---:|---:|")
+    first = None
+
+    def row(label: str, procs: int, threads: int, batch: int, crop: int, cl: bool, comp: bool) -> None:
+        nonlocal first
+        cfg = replace(base, data=replace(base.data, batch_size=batch, crop=crop))
+        job = ("cpu", "off", cl, comp, steps, warmup, cfg, threads)
+        if procs == 1:
+            ips = bench_step(*job)
+        else:
+            with mp.get_context("spawn").Pool(procs) as pool:
+                ips = sum(pool.map(_one_process, [job] * procs))
+        mpx = ips * crop * crop / 1e6
+        first = first or mpx
+        print(f"| {label} | {procs} x {threads} | {batch} x {crop}² | {ips:.1f} | {mpx:.3f} | {mpx / first:.2f}x |",
+              flush=True)
+
+    row("contiguous", 1, 1, 12, 96, False, False)
+    row("channels-last", 1, 1, 12, 96, True, False)
+    row("channels-last + torch.compile", 1, 1, 12, 96, True, True)
+    row("channels-last", 1, 2, 12, 96, True, False)
+    row("channels-last", 2, 1, 12, 96, True, False)
+    for batch, crop in ((27, 64), (7, 128), (3, 192)):
+        row("channels-last", 1, 1, batch, crop, True, False)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--compile", action="store_true", help="also try torch.compile")
+    ap.add_argument("--cpu-study", action="store_true", help="the CPU recipe table (layouts, threads, shapes)")
+    ap.add_argument("--arch", default="resunet", help="--cpu-study: which scripts/study_arch.py candidate")
     args = ap.parse_args()
+    if args.cpu_study:
+        cpu_study(args.arch, args.steps, args.warmup)
+        return
 
     rows = [("fp32", "off", False, False), ("bf16 autocast", "bf16", False, False)]
     if args.device.startswith("cuda"):

@@ -35,9 +35,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import torch
+
 from denoiser.checkpoint import load_checkpoint, save_checkpoint
-from denoiser.config import DataConfig, ModelConfig, NoiseConfig, RunConfig, TrainConfig
-from denoiser.model import gray_from_color
+from denoiser.config import DataConfig, ModelConfig, NoiseConfig, RunConfig, TrainConfig, parse_duration
+from denoiser.nets import gray_from_color
 from denoiser.train import train
 
 BLIND_MIX = "gaussian:0-75@3|camera"
@@ -91,7 +93,13 @@ def main() -> None:
                     help="warm-start checkpoint (default: runs/default-R/model.safetensors, R being the "
                          "recipe this one starts from)")
     ap.add_argument("--steps", type=int, default=None, help="override the recipe's step count")
-    ap.add_argument("--device", default="auto")
+    ap.add_argument("--time-budget", metavar="DURATION",
+                    help="train for this wall time instead of steps (90m, 1.5h, 45s): the lr schedule runs over time")
+    ap.add_argument("--device", default="auto",
+                    help="auto | cpu | cuda; on CUDA the run uses bf16 autocast and channels-last tensors")
+    ap.add_argument("--leg", metavar="DURATION",
+                    help="stop this process after this wall time, with a snapshot, before the run is done "
+                         "(a recipe whose --time-budget spans sessions); --resume continues the same schedule")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
     ap.add_argument("--resume", action="store_true", help="continue the run folder's last snapshot")
     ap.add_argument("--install-as", default=None, help="where to copy the final model ('' to skip)")
@@ -103,9 +111,13 @@ def main() -> None:
     for d in dirs:
         if not Path(d).is_dir():
             raise SystemExit(f"{d} not found: pass --datasets pointing at the folder that holds {', '.join(folders)}")
+    budget = parse_duration(args.time_budget) if args.time_budget else cfg.train.time_budget_s
+    cuda = args.device.startswith("cuda") or (args.device == "auto" and torch.cuda.is_available())
     cfg = replace(cfg, data=replace(cfg.data, clean_dirs=dirs),
-                  train=replace(cfg.train, steps=args.steps or cfg.train.steps, device=args.device,
-                                threads=args.threads))
+                  train=replace(cfg.train, steps=args.steps or cfg.train.steps, time_budget_s=budget,
+                                device=args.device, threads=args.threads,
+                                amp="bf16" if cuda else cfg.train.amp,  # "auto" says the same; stated for the record
+                                channels_last=cfg.train.channels_last or cuda))
     init = None
     if warm and not args.resume:
         source = Path(args.init or f"runs/default-{warm[0]}/model.safetensors")
@@ -117,8 +129,20 @@ def main() -> None:
             init = save_checkpoint(run / "init-gray.safetensors", gray_from_color(colour),
                                    converted_from=str(source), metrics=meta.get("metrics"))
     t0 = time.time()
-    final = train(cfg, run, resume=args.resume, init=str(init) if init else None)
+    leg = parse_duration(args.leg) if args.leg else None
+    leg_over = []
+
+    def end_of_leg(rec: dict) -> bool:
+        if leg is not None and time.time() - t0 >= leg:
+            leg_over.append(rec["step"])
+        return bool(leg_over)
+
+    final = train(cfg, run, resume=args.resume, init=str(init) if init else None, callback=end_of_leg)
     print(f"trained in {(time.time() - t0) / 60:.1f} min -> {final}")
+    if leg_over:
+        print(f"leg over at step {leg_over[0]}: the run is not done; continue it with --resume "
+              f"(snapshot {run / 'last.safetensors'})")
+        return
     install = INSTALL[args.model] if args.install_as is None else args.install_as
     if install:
         Path(install).parent.mkdir(parents=True, exist_ok=True)

@@ -6,7 +6,7 @@ from safetensors.torch import save_file
 
 from denoiser.checkpoint import load_checkpoint, read_metadata, save_checkpoint
 from denoiser.config import ModelConfig
-from denoiser.model import UNet
+from denoiser.nets.unet import UNet
 
 
 def test_roundtrip_rebuilds_model_without_flags(tmp_path):

@@ -53,3 +53,54 @@ def test_noise_spec_replaces_gaussian_and_is_seeded(clean_dir):
     g = evaluate_fn(lambda a: a, clean_dir, sigma=0, noise="gaussian:25")
     ref = evaluate_fn(lambda a: a, clean_dir, sigma=25)
     assert abs(g["psnr_noisy"] - ref["psnr_noisy"]) < 0.15 and g["per_image"] != ref["per_image"]
+
+
+@pytest.fixture
+def pairs_dir(tmp_path):
+    """Real-looking pairs: the noisy file is the clean one with fixed noise baked into the PNG."""
+    rng = np.random.default_rng(0)
+    for sub in ("noisy", "clean"):
+        (tmp_path / sub).mkdir()
+    for name in ("camera.png", "coffee.png"):
+        clean = np.asarray(Image.open(DATA / name).convert("RGB").crop((0, 0, 64, 48)))
+        noisy = np.clip(clean + rng.normal(0, 20, clean.shape), 0, 255).round().astype(np.uint8)
+        Image.fromarray(clean).save(tmp_path / "clean" / name)
+        Image.fromarray(noisy).save(tmp_path / "noisy" / name)
+    return tmp_path
+
+
+def test_real_pairs_are_scored_as_they_are(pairs_dir):
+    from denoiser.evaluate import evaluate_pairs_fn
+
+    r = evaluate_pairs_fn(lambda a: a, pairs_dir / "noisy", pairs_dir / "clean")
+    assert r["images"] == 2 and r["noise"] == "real pairs"
+    assert r["psnr"] == pytest.approx(r["psnr_noisy"]) and 21 < r["psnr_noisy"] < 24  # sigma 20: about 22.1 dB
+    import cv2
+
+    smooth = evaluate_pairs_fn(lambda a: cv2.GaussianBlur(a, (5, 5), 1.0), pairs_dir / "noisy", pairs_dir / "clean")
+    assert smooth["psnr"] > r["psnr"] + 1
+
+
+def test_unmatched_pairs_are_listed(pairs_dir):
+    from denoiser.evaluate import evaluate_pairs_fn
+
+    (pairs_dir / "noisy" / "camera.png").rename(pairs_dir / "noisy" / "other.png")
+    with pytest.raises(ValueError, match="camera, other"):
+        evaluate_pairs_fn(lambda a: a, pairs_dir / "noisy", pairs_dir / "clean")
+
+
+def test_cli_eval_pairs_prints_the_same_json_as_clean(tiny_checkpoint, pairs_dir, capsys):
+    import json
+
+    from denoiser.cli import main
+
+    assert main(["eval", "--model", str(tiny_checkpoint), "--pairs", str(pairs_dir / "noisy"),
+                 str(pairs_dir / "clean")]) == 0
+    paired = json.loads(capsys.readouterr().out)
+    assert main(["eval", "--model", str(tiny_checkpoint), "--clean", str(pairs_dir / "clean")]) == 0
+    synthetic = json.loads(capsys.readouterr().out)
+    shared = {"model", "backend", "clean_dir", "images", "psnr_noisy", "ssim_noisy", "psnr", "ssim", "psnr_gain",
+              "seconds_per_megapixel"}
+    assert shared <= set(paired) and shared <= set(synthetic) and paired["images"] == 2
+    assert main(["eval", "--model", str(tiny_checkpoint)]) == 2
+    assert "--clean DIR" in capsys.readouterr().err

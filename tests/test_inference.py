@@ -6,8 +6,8 @@ from PIL import Image
 from denoiser.backends import TorchBackend
 from denoiser.config import ModelConfig
 from denoiser.inference import Denoiser, ModelInfo
-from denoiser.model import UNet
-from denoiser.tiling import bytes_per_pixel, denoise_tiled, plan_tiles, tile_boxes
+from denoiser.nets.unet import UNet
+from denoiser.tiling import denoise_tiled, plan_tiles, tile_boxes
 
 
 @pytest.fixture(scope="module")
@@ -180,14 +180,17 @@ def test_receptive_field_is_an_upper_bound():
     assert 0 < reach <= model.receptive_field
 
 
+BPP = UNet(ModelConfig(width=24)).activation_bytes_per_pixel()  # what the tile plan budgets with
+
+
 def test_tile_plan_follows_the_memory_budget():
-    small, big = plan_tiles(64, 24, 3, 59, 8), plan_tiles(1024, 24, 3, 59, 8)
+    small, big = plan_tiles(64, BPP, 59, 8), plan_tiles(1024, BPP, 59, 8)
     assert small[0] < big[0] and small[0] % 8 == 0 and big[0] % 8 == 0
     for budget in (64, 1024):
-        tile, batch = plan_tiles(budget, 24, 3, 59, 8)
-        assert batch * (tile + 128) ** 2 * bytes_per_pixel(24, 3) <= budget * 2**20
-    tile, batch = plan_tiles(1024, 24, 3, 59, 8, tile=256)  # a given tile: the budget sets the batch
-    assert tile == 256 and 1 < batch and batch * 384**2 * bytes_per_pixel(24, 3) <= 1024 * 2**20
+        tile, batch = plan_tiles(budget, BPP, 59, 8)
+        assert batch * (tile + 128) ** 2 * BPP <= budget * 2**20
+    tile, batch = plan_tiles(1024, BPP, 59, 8, tile=256)  # a given tile: the budget sets the batch
+    assert tile == 256 and 1 < batch and batch * 384**2 * BPP <= 1024 * 2**20
 
 
 def test_tiles_cover_every_pixel_once():

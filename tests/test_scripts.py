@@ -88,3 +88,44 @@ def test_model_scores_prints_the_card_table(tiny_checkpoint, datasets, tmp_path)
     assert results[0]["sigma"] == 25 and results[2]["noise"] == "camera"
     # sigma 0: the noisy input is the clean image itself
     assert results[1]["psnr_noisy"] == float("inf") or results[1]["psnr_noisy"] > 90
+
+
+def test_a_recipe_runs_as_one_command_with_a_time_budget(datasets, tmp_path):
+    out = run(str(REPO / "scripts/train_default.py"), "--model", "color-base", "--datasets", str(datasets),
+              "--time-budget", "4s", "--threads", "1", "--device", "cpu", "--run", str(tmp_path / "run"),
+              "--install-as", str(tmp_path / "m.safetensors"))
+    assert "installed as" in out
+    meta = read_metadata(tmp_path / "m.safetensors")
+    assert meta["elapsed_s"] >= 4.0 and meta["run"]["train"]["time_budget_s"] == 4.0
+    assert meta["pixels_seen"] == meta["step"] * 16 * 64 * 64  # color-base: batch 16, crop 64
+
+
+def test_a_leg_stops_early_and_resume_continues_the_schedule(datasets, tmp_path):
+    common = ("--model", "color-base", "--datasets", str(datasets), "--threads", "1", "--run", str(tmp_path / "run"),
+              "--install-as", str(tmp_path / "m.safetensors"))
+    out = run(str(REPO / "scripts/train_default.py"), *common, "--time-budget", "1h", "--leg", "3s")
+    assert "leg over" in out and not (tmp_path / "m.safetensors").exists()
+    first = read_metadata(tmp_path / "run" / "last.safetensors")
+    assert 3.0 <= first["elapsed_s"] < 60
+    out = run(str(REPO / "scripts/train_default.py"), *common, "--resume", "--leg", "2s")
+    second = read_metadata(tmp_path / "run" / "last.safetensors")
+    assert "leg over" in out and second["step"] > first["step"]
+    assert second["elapsed_s"] >= first["elapsed_s"] + 2.0  # the time spent adds up over legs
+    assert second["run"]["train"]["time_budget_s"] == 3600.0
+
+
+@pytest.mark.slow
+def test_study_trains_every_candidate_for_the_same_time_and_writes_its_table(datasets, tmp_path):
+    doc = tmp_path / "BENCH.md"
+    doc.write_text("# Benchmarks\n\n## Architecture study\n\nold\n\n## Other\n\nkept\n")
+    out = run(str(REPO / "scripts/study_arch.py"), "--datasets", str(datasets), "--budget", "3s",
+              "--out", str(tmp_path / "study"), "--write", str(doc))
+    text = doc.read_text()
+    assert "old" not in text and "## Other\n\nkept" in text
+    rows = [ln for ln in text.splitlines() if ln.startswith("| ") and "---" not in ln][1:]
+    assert [r.split(" | ")[0] for r in rows] == ["| unet", "| resunet", "| s2dcnn"]
+    for name in ("unet", "resunet", "s2dcnn"):
+        meta = read_metadata(tmp_path / "study" / name / "model.safetensors")
+        assert meta["run"]["train"]["time_budget_s"] == 3.0 and meta["elapsed_s"] >= 3.0
+        assert meta["run"]["model"]["arch"] == name
+    assert "SIDD12" in out

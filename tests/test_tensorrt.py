@@ -15,7 +15,7 @@ from denoiser.checkpoint import file_sha256
 from denoiser.cli import main
 from denoiser.config import ExportConfig, ModelConfig, parse_hw
 from denoiser.export import export_onnx, read_onnx_metadata, sidecar_path
-from denoiser.model import UNet
+from denoiser.nets.unet import UNet
 from denoiser.tensorrt import (EngineProfile, TensorRTRunner, build_engine, check_engine_compatible, fit_tile,
                                import_tensorrt, profile_padding, rebuild_engine)
 

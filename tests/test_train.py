@@ -244,3 +244,68 @@ def test_fine_tuning_the_default_model_on_unseen_noise(tmp_path):
     assert read_metadata(tmp_path / "run" / "model.safetensors")["model"]["width"] == read_metadata(default)["model"]["width"]
     before, after = score(default), score(tmp_path / "run" / "model.safetensors")
     assert after > before + 0.5, (before, after)
+
+
+def test_time_budget_schedule_follows_the_clock():
+    from denoiser.optim import schedule_total
+
+    cfg = replace(tiny_run_config().train, time_budget_s=100.0, warmup_steps=10)
+    # the schedule's length is the steps the budget reaches at the pace so far
+    assert schedule_total(200, 50.0, cfg, 10**12) == 400
+    assert schedule_total(200, 25.0, cfg, 10**12) == 800
+    lr_half = lr_at(200, cfg, schedule_total(200, 50.0, cfg, 10**12))
+    assert lr_half == pytest.approx(cfg.lr * (cfg.lr_min_factor + 1) / 2, rel=0.05)  # cosine midpoint
+    assert lr_at(400, cfg, schedule_total(400, 100.0, cfg, 10**12)) == pytest.approx(cfg.lr * cfg.lr_min_factor,
+                                                                                   rel=0.01)
+    assert schedule_total(5, 1.0, cfg, 10**12) > 5  # warm-up runs in steps, before any pace is known
+    no_budget = replace(cfg, time_budget_s=0.0)
+    assert schedule_total(200, 50.0, no_budget, 777) == 777
+
+
+def _budget_cfg(seconds: float):
+    cfg = tiny_run_config(steps=3)  # ignored: the clock ends the run
+    return replace(cfg, train=replace(cfg.train, time_budget_s=seconds, warmup_steps=3, val_interval=10**6, threads=1,
+                                      snapshot_interval=10**6, log_interval=1, preview_count=0))
+
+
+def test_time_budget_run_ends_on_the_clock_and_records_its_length(tmp_path):
+    cfg = _budget_cfg(3.0)
+    final = train(cfg, tmp_path / "run", progress=False)
+    meta = read_metadata(final)
+    assert meta["step"] > 3 and 3.0 <= meta["elapsed_s"] < 8.0
+    assert meta["pixels_seen"] == meta["step"] * cfg.data.batch_size * cfg.data.crop**2
+    assert meta["total_steps"] is None and meta["wall_time_s"] == pytest.approx(meta["elapsed_s"], abs=0.5)
+    recs = [json.loads(ln) for ln in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    lrs = [r["lr"] for r in recs if "lr" in r]
+    assert max(lrs) == pytest.approx(cfg.train.lr, rel=0.05)  # warmed up to the peak ...
+    assert lrs[-1] < 0.1 * cfg.train.lr  # ... and annealed to the floor as the time ran out
+    assert read_metadata(tmp_path / "run" / "last.safetensors")["elapsed_s"] >= 3.0
+
+
+def test_time_budget_resume_continues_the_same_schedule(tmp_path):
+    cfg = _budget_cfg(4.0)
+    run = tmp_path / "run"
+    train(cfg, run, progress=False, callback=lambda rec: rec.get("time", 0) >= 1.5)
+    snap = read_metadata(run / "last.safetensors")
+    assert 1.5 <= snap["elapsed_s"] < 4.0  # the time spent travels with the snapshot
+    recs = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
+    lr_at_stop = [r["lr"] for r in recs if "lr" in r][-1]
+    final = train(replace(cfg, train=replace(cfg.train, time_budget_s=99.0)), run, resume=True, progress=False)
+    meta = read_metadata(final)
+    assert meta["step"] > snap["step"] and 4.0 <= meta["elapsed_s"] < 9.0  # the run's own budget, not the new one
+    after = [json.loads(ln) for ln in (run / "metrics.jsonl").read_text().splitlines()]
+    resumed = [r["lr"] for r in after if "lr" in r and r["step"] > snap["step"]]
+    assert resumed[0] <= lr_at_stop * 1.05 and resumed[-1] < 0.1 * cfg.train.lr  # no second warm-up
+
+
+def test_cli_train_takes_an_architecture_and_a_time_budget(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "--arch", "s2dcnn", "--width", "8", "--levels", "3", "--time-budget", "2s",
+                 "--crop", "32", "--batch-size", "2", "--val-count", "2", "--run-dir", str(run), "--quiet"]) == 0
+    model, meta = load_checkpoint(run / "model.safetensors")
+    assert model.cfg.arch == "s2dcnn" and model.cfg.unshuffle == 2 and model.cfg.width == 8
+    assert meta["elapsed_s"] >= 2.0 and meta["run"]["train"]["time_budget_s"] == 2.0
+    assert main(["train", "--time-budget", "soon", "--run-dir", str(tmp_path / "x")]) == 2
+    assert "expected a duration such as 90m" in capsys.readouterr().err
+    assert main(["train", "--arch", "vit", "--run-dir", str(tmp_path / "y")]) == 2
+    assert "unknown architecture 'vit'" in capsys.readouterr().err
