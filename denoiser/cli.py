@@ -82,8 +82,8 @@ def _train(args: argparse.Namespace) -> int:
                       val_dir=args.val_dir, val_holdout=args.val_holdout, clean_weights=tuple(args.clean_weights))
     from .nets import arch_config
 
-    model = arch_config(args.arch, channels=args.channels, width=args.width, levels=args.levels,
-                        blocks_per_level=args.blocks, unshuffle=args.unshuffle)
+    model = arch_config(args.arch, channels=args.channels, width=args.width or None, levels=args.levels or None,
+                        blocks_per_level=args.blocks or None, unshuffle=args.unshuffle or None)
     tr = TrainConfig(steps=args.steps, time_budget_s=parse_duration(args.time_budget) if args.time_budget else 0.0,
                      epochs=args.epochs, solver=args.solver, lr=args.lr, momentum=args.momentum,
                      weight_decay=args.weight_decay, schedule=args.schedule, warmup_steps=args.warmup,
@@ -291,10 +291,13 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--arch", default=ModelConfig.arch,
                    help="network: unet (the U-Net of the shipped v1 models), resunet (DRUNet-style residual "
                         "U-Net on a pixel-unshuffled grid), s2dcnn (FFDNet-style conv stack at half resolution)")
-    g.add_argument("--width", type=int, help="channels at the top level (default: the architecture's own)")
-    g.add_argument("--levels", type=int, help="unet/resunet: depth (alignment 2**levels); s2dcnn: conv layers")
-    g.add_argument("--blocks", type=int, help="conv (unet) or residual (resunet) blocks per level")
-    g.add_argument("--unshuffle", type=int, help="resunet/s2dcnn: pixel-unshuffle factor at the entry")
+    g.add_argument("--width", type=int, default=0, help="channels at the top level (0: the architecture's own)")
+    g.add_argument("--levels", type=int, default=0,
+                   help="unet/resunet: depth (alignment 2**levels); s2dcnn: conv layers (0: the architecture's own)")
+    g.add_argument("--blocks", type=int, default=0,
+                   help="conv (unet) or residual (resunet) blocks per level (0: the architecture's own)")
+    g.add_argument("--unshuffle", type=int, default=0,
+                   help="resunet/s2dcnn: pixel-unshuffle factor at the entry (0: the architecture's own)")
     g.add_argument("--init", metavar="CHECKPOINT", help="fine-tune from this model (keeps its architecture)")
     g = t.add_argument_group("optimisation")
     g.add_argument("--steps", type=int, default=T.steps, help="optimizer steps")

@@ -14,13 +14,17 @@ Five recipes, run in that order (each starts from the weights of the one it name
 - color: fine-tunes color-base on the blind mix users meet: Gaussian sigma 0-75 (three
   quarters of the samples) or the "camera" chain (shot + read noise, demosaic-correlated
   noise, JPEG). Larger crops, as the model's receptive field is 59 px.
-- gray: starts from color-base turned into a 1-channel model (model.gray_from_color: the
+- gray: starts from color-base turned into a 1-channel model (nets.gray_from_color: the
   same function on gray input, so it begins at the colour model's gray quality) and trains on
   Train400 plus CBSD432 read as gray, with the same noise mix.
 - color-polish, gray-polish: continue color and gray on the same data and noise at half the
   learning rate, with an EMA of the weights (what gets saved) and channels-last tensors
   (8-20 % faster on this CPU). The validation curves of color and gray were still rising
   when their cosine schedules ended; these are what the checkpoints/ files come from.
+
+- v2-color, v2-gray: the v2 architecture (V2_ARCH, chosen by scripts/study_arch.py) from
+  random weights on the same data and noise mix, EMA and channels-last, over one
+  V2_HOURS-hour time-budgeted schedule run in legs across sessions (--leg, --resume).
 
 Set12 is never seen here: it is the evaluation set. Each run writes its folder (config,
 metrics, previews, snapshots); the final weights are copied to checkpoints/ unless
@@ -70,6 +74,29 @@ def polish(cfg: RunConfig, seed: int) -> RunConfig:
 COLOR_POLISH = polish(COLOR, seed=3)
 GRAY_POLISH = polish(GRAY, seed=4)
 
+# v2: the architecture scripts/study_arch.py chose (BENCHMARKS.md, "Architecture study"), from
+# scratch, one schedule of V2_HOURS of wall time per model. That is more than a session has, so
+# it runs in legs (--leg 45m, then --resume in the next session: the schedule, the EMA and the
+# time spent carry over in the snapshot).
+V2_ARCH = "resunet"
+V2_HOURS = 8.0
+
+
+def v2(cfg: RunConfig, seed: int) -> RunConfig:
+    from study_arch import CANDIDATES, LR
+
+    model = replace(CANDIDATES[V2_ARCH], channels=cfg.model.channels)
+    # Crop 128 x 7 instead of 96 x 12: the same pixels per step (as fast, BENCHMARKS.md "Training
+    # speed of the v2 architecture") and more context for a 209-pixel receptive field.
+    # Contiguous tensors: channels-last was 13 % slower for this network on this CPU.
+    return replace(cfg, model=model, data=replace(cfg.data, crop=128, batch_size=7),
+                   train=replace(cfg.train, seed=seed, lr=LR.get(V2_ARCH, 1e-3), ema=0.999, channels_last=False,
+                                 time_budget_s=V2_HOURS * 3600, val_interval=500, snapshot_interval=250))
+
+
+V2_COLOR = v2(COLOR, seed=5)
+V2_GRAY = v2(GRAY, seed=6)
+
 # recipe -> (config, folders under --datasets, warm start: None or (recipe, convert to gray))
 RECIPES: dict[str, tuple[RunConfig, tuple[str, ...], tuple[str, bool] | None]] = {
     "color-base": (COLOR_BASE, ("CBSD432",), None),
@@ -77,10 +104,13 @@ RECIPES: dict[str, tuple[RunConfig, tuple[str, ...], tuple[str, bool] | None]] =
     "gray": (GRAY, ("Train400", "CBSD432"), ("color-base", True)),
     "color-polish": (COLOR_POLISH, ("CBSD432",), ("color", False)),
     "gray-polish": (GRAY_POLISH, ("Train400", "CBSD432"), ("gray", False)),
+    "v2-color": (V2_COLOR, ("CBSD432",), None),
+    "v2-gray": (V2_GRAY, ("Train400", "CBSD432"), None),
 }
 INSTALL = {"color-base": "", "color": "", "gray": "",
            "color-polish": "checkpoints/default-color.safetensors",
-           "gray-polish": "checkpoints/default-gray.safetensors"}
+           "gray-polish": "checkpoints/default-gray.safetensors",
+           "v2-color": "", "v2-gray": ""}  # installed by hand once they beat the shipped models
 
 
 def main() -> None:
