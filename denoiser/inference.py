@@ -78,8 +78,11 @@ class ModelInfo:
         in `meta` from the checkpoint's model); exports older than that are U-Nets."""
         if "activation_bytes_per_pixel" in self.meta:
             return float(self.meta["activation_bytes_per_pixel"])
-        m = self.meta.get("model", {})
-        return 4 * (10 * int(m.get("width", 32)) + 4 * (int(m.get("channels", 3)) + self.takes_sigma))
+        from .config import ModelConfig, from_dict
+        from .nets import ARCHS
+
+        cfg = from_dict(ModelConfig, self.meta.get("model", {}))
+        return float(ARCHS[cfg.arch].activation_bytes(cfg)) if cfg.arch in ARCHS else 4096.0  # unknown: be careful
 
     @property
     def takes_sigma(self) -> bool:

@@ -204,3 +204,17 @@ def test_denoiser_tiles_with_the_models_own_numbers(trained, arch):
     with torch.no_grad():
         want = model(torch.from_numpy(img.transpose(2, 0, 1)[None].copy())).clamp(0, 1)[0].numpy().transpose(1, 2, 0)
     np.testing.assert_allclose(dn.denoise_array(img), want, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_exports_without_recorded_activation_bytes_are_budgeted_by_their_architecture(arch):
+    from denoiser.config import to_dict
+    from denoiser.inference import ModelInfo
+
+    model = tiny(arch)
+    old = ModelInfo("old.onnx", "onnx", 3, model.alignment, model.receptive_field, "fp32", {"model": to_dict(model.cfg)})
+    assert old.bytes_per_pixel == model.activation_bytes_per_pixel()
+    legacy = {k: v for k, v in to_dict(model.cfg).items() if k not in ("arch", "unshuffle")}  # before arch existed
+    if arch == "unet":
+        assert ModelInfo("v1.onnx", "onnx", 3, 4, 12, "fp32", {"model": legacy}).bytes_per_pixel == \
+            model.activation_bytes_per_pixel()

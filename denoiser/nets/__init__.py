@@ -5,7 +5,8 @@ export, quantization, the model cards and the app hold no architecture-specific 
 
 - `alignment`: input sides are padded to a multiple of it inside `forward`;
 - `receptive_field`: how far (pixels) an input pixel can reach, tiling's minimum margin;
-- `activation_bytes_per_pixel()`: peak memory of a forward pass per input pixel;
+- `activation_bytes(cfg)`, `activation_bytes_per_pixel()`: peak memory of a forward pass per
+  input pixel (from the config alone, so that exports older than the field can be budgeted);
 - `input_layer` / `output_layer`: the convs that see the image's channels (for `gray_from_color`);
 - `keep_float`: layers FP16/INT8 exports always keep in float (export's search may add more).
 

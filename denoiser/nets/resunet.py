@@ -73,7 +73,8 @@ class ResUNet(nn.Module):
         radius += 2 * n * s * 2**L  # bottom blocks
         return radius + s - 1
 
-    def activation_bytes_per_pixel(self) -> float:
+    @staticmethod
+    def activation_bytes(cfg: ModelConfig) -> float:
         """Peak bytes per input pixel of one forward pass (tiling budgets with it).
 
         The top level, at 1/s**2 of the pixels, dominates: its skip, the block's input,
@@ -81,9 +82,12 @@ class ResUNet(nn.Module):
         and the full-resolution input, padded copy and output. Doubled for the runtimes'
         arenas, which keep their high-water mark (ONNX Runtime, measured on the U-Net).
         """
-        s, w, c = self.cfg.unshuffle, self.cfg.width, self.cfg.channels
+        s, w, c = cfg.unshuffle, cfg.width, cfg.channels
         floats = 5 * w / s**2 + 4 * c
         return 2 * 4 * floats
+
+    def activation_bytes_per_pixel(self) -> float:
+        return self.activation_bytes(self.cfg)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]

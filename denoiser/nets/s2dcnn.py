@@ -54,11 +54,15 @@ class S2DCNN(nn.Module):
         s = self.cfg.unshuffle
         return self.cfg.levels * s + s - 1  # each conv reaches one cell (s pixels) further
 
-    def activation_bytes_per_pixel(self) -> float:
+    @staticmethod
+    def activation_bytes(cfg: ModelConfig) -> float:
         # Two feature maps of `width` channels at 1/s**2 of the pixels are live at a time,
         # plus the full-resolution input, padded copy and output; doubled for runtime arenas.
-        s, w, c = self.cfg.unshuffle, self.cfg.width, self.cfg.channels
+        s, w, c = cfg.unshuffle, cfg.width, cfg.channels
         return 2 * 4 * (2 * w / s**2 + 4 * c)
+
+    def activation_bytes_per_pixel(self) -> float:
+        return self.activation_bytes(self.cfg)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]

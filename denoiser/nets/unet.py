@@ -65,7 +65,8 @@ class UNet(nn.Module):
         radius += 2 * sum(2**lvl for lvl in range(self.cfg.levels))  # down + up convs
         return radius + 1  # output conv
 
-    def activation_bytes_per_pixel(self) -> float:
+    @staticmethod
+    def activation_bytes(cfg: ModelConfig) -> float:
         """Peak memory of one forward pass per input pixel (tiling budgets with it).
 
         At full resolution a U-Net holds block features, the skip copy, the up-sampled tensor
@@ -74,7 +75,10 @@ class UNet(nn.Module):
         memory arena (which keeps its high-water mark and rounds up; ~700 B/px without it, but
         25% slower), PyTorch 590-970 B/px. This formula gives 1008 B/px for width 24.
         """
-        return 4 * (10 * self.cfg.width + 4 * self.cfg.channels)
+        return 4 * (10 * cfg.width + 4 * cfg.channels)
+
+    def activation_bytes_per_pixel(self) -> float:
+        return self.activation_bytes(self.cfg)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
