@@ -59,17 +59,25 @@ def schedule_total(step: int, elapsed_s: float, cfg: TrainConfig, total_steps: i
 class EMA:
     """Exponential moving average of the weights; validation and exports use the average.
 
-    Denoisers gain a few tenths of a dB from it for free at the end of training.
+    Denoisers gain a few tenths of a dB from it for free at the end of training. The decay
+    warms up, (1 + step) / (10 + step) until it reaches `decay`: with a fixed 0.999 from the
+    first step, a run from random weights still averages in 61 % of its random start after 500
+    steps (measured: validation 18.2 dB where the weights themselves were past the noisy input).
     """
 
     def __init__(self, model: torch.nn.Module, decay: float):
         self.decay = decay
         self.shadow = {k: v.detach().clone().float() for k, v in model.state_dict().items()}
 
+    def decay_at(self, step: int) -> float:
+        return min(self.decay, (1 + step) / (10 + step))
+
     @torch.no_grad()
-    def update(self, model: torch.nn.Module) -> None:
+    def update(self, model: torch.nn.Module, step: int) -> None:
+        """Fold in the weights after optimizer step `step` (0-based): a pure function of it, resume-safe."""
+        decay = self.decay_at(step)
         for k, v in model.state_dict().items():
-            self.shadow[k].lerp_(v.detach().float(), 1 - self.decay)
+            self.shadow[k].lerp_(v.detach().float(), 1 - decay)
 
     def copy_to(self, model: torch.nn.Module) -> None:
         model.load_state_dict({k: v.to(model.state_dict()[k].dtype) for k, v in self.shadow.items()})

@@ -300,7 +300,7 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, init: str |
         else:
             opt.step()
         if ema:
-            ema.update(model)
+            ema.update(model, step)
         step += 1
         imgs_since += clean.shape[0] * world
         if budget > 0:  # every rank must agree, or DDP ranks would leave the loop apart

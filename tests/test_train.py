@@ -309,3 +309,19 @@ def test_cli_train_takes_an_architecture_and_a_time_budget(tmp_path, capsys):
     assert "expected a duration such as 90m" in capsys.readouterr().err
     assert main(["train", "--arch", "vit", "--run-dir", str(tmp_path / "y")]) == 2
     assert "unknown architecture 'vit'" in capsys.readouterr().err
+
+
+def test_ema_warms_up_so_a_run_from_scratch_does_not_average_in_its_random_start():
+    from denoiser.optim import EMA
+
+    model = torch.nn.Linear(4, 4)
+    ema = EMA(model, 0.999)
+    assert ema.decay_at(0) == pytest.approx(0.1) and ema.decay_at(100) < 0.92 and ema.decay_at(10**6) == 0.999
+    start = {k: v.clone() for k, v in ema.shadow.items()}
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    for step in range(500):
+        ema.update(model, step)
+    # 500 fixed-decay updates would keep 0.999**500 = 61 % of the start; warmed up, about 2 %
+    share = ((ema.shadow["weight"] - 1.0) / (start["weight"] - 1.0)).mean().item()
+    assert 0 < share < 0.05
