@@ -235,7 +235,8 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, init: str |
 
     loader = make_loader(data.dataset, cfg.data, step * cfg.data.batch_size,
                          max(0, steps - step) * cfg.data.batch_size, rank, world)
-    meta = {"run": to_dict(cfg), "parameters": count_parameters(model), "total_steps": steps if cfg.train.time_budget_s <= 0 else None}
+    meta = {"run": to_dict(cfg), "parameters": count_parameters(model),
+            "total_steps": steps if cfg.train.time_budget_s <= 0 else None}  # a time budget knows no step count
     if init_meta is not None:
         meta["init"] = {"path": str(init), "metrics": init_meta.get("metrics")}
     log = MetricsLog(run_dir if main_rank else None, cfg.train.tensorboard and main_rank, callback)
