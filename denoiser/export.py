@@ -123,7 +123,7 @@ def _lower(model: nn.Module, fp32: Path, out: Path, cfg: ExportConfig, checks) -
     unknown = [k for k in cfg.keep_float if k not in names and k not in by_layer]
     if unknown:
         raise ValueError(f"--keep-float: no convolution named {', '.join(unknown)}; layers: {', '.join(by_layer)}")
-    own = [by_layer[k] for k in getattr(model, "keep_float", ()) if k in by_layer]  # the architecture's
+    own = [by_layer[k] for k in model.keep_float if k in by_layer]  # the architecture's (nets/__init__.py)
     keep = [*own, *(by_layer.get(k, k) for k in cfg.keep_float if by_layer.get(k, k) not in own)]
     if cfg.precision == "fp16":
         info = quantize.convert_fp16(fp32, out, keep)
