@@ -39,12 +39,16 @@ NOISE_DEFAULTS: dict[str, dict[str, tuple[float, float]]] = {
     "speckle": {"sigma": (5.0, 50.0)},  # sigma at full white: noise grows with intensity
     "salt-pepper": {"amount": (0.001, 0.05)},  # share of pixels hit
     "jpeg": {"quality": (30.0, 95.0)},
+    # camera_noise.py. ISO 100-12000 is Brooks et al.'s shot-noise range (1e-4 to 0.012); up to
+    # 25600 for small phone sensors in low light. Every camera smooths a little and sharpens.
+    "camera": {"iso": (100.0, 25600.0), "sharpen": (0.0, 0.5), "blur": (0.3, 1.0), "chroma": (0.0, 3.0),
+               "zoom": (0.8, 1.6), "quality": (75.0, 98.0)},
 }
 
-# Named chains. "camera": shot + read noise as a sensor makes it, the spatially correlated part
-# that demosaicing and in-camera processing leave, then the camera's JPEG encoder.
+# Named chains. "camera-v1": what "camera" meant before it became a camera pipeline (shot + read
+# noise added in sRGB, blurred Gaussian noise for demosaicing, JPEG); kept so old specs still parse.
 NOISE_PRESETS: dict[str, str] = {
-    "camera": "poisson-gaussian:shot=2-20,read=0.5-6+correlated:sigma=1-8,scale=0.5-1.2+jpeg:60-95",
+    "camera-v1": "poisson-gaussian:shot=2-20,read=0.5-6+correlated:sigma=1-8,scale=0.5-1.2+jpeg:60-95",
 }
 
 

@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 
 from .config import NoiseConfig
-from .noise_spec import (NOISE_KINDS, Correlated, Gaussian, Jpeg, NoiseModel, PoissonGaussian, SaltPepper, Speckle,
+from .camera_noise import camera
+from .noise_spec import (NOISE_KINDS, Camera, Correlated, Gaussian, Jpeg, NoiseModel, PoissonGaussian, SaltPepper, Speckle,
                          format_spec, noise_help, parse_noise_spec, parse_spec)
 
 __all__ = ["NOISE_KINDS", "noise_help", "parse_noise_spec", "parse_spec", "format_spec", "synthesize", "apply_model",
@@ -106,7 +107,10 @@ def _jpeg_round_trip(img: np.ndarray, quality: int) -> np.ndarray:
 
     rgb = img.shape[2] == 3
     src = np.ascontiguousarray(img[:, :, ::-1] if rgb else img[:, :, 0])  # OpenCV wants BGR: luma weights
-    ok, buf = cv2.imencode(".jpg", src, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality]
+    if rgb:  # cameras and most encoders subsample chroma 2x2; say so rather than rely on the default
+        params += [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420]
+    ok, buf = cv2.imencode(".jpg", src, params)
     if not ok:
         raise RuntimeError("OpenCV failed to JPEG-encode a training crop")
     dec = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
@@ -118,8 +122,13 @@ def _jpeg_pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="jpeg-noise")
 
 
+def camera_jpeg(x: torch.Tensor, op: Camera, gen: torch.Generator) -> torch.Tensor:
+    """The camera pipeline (camera_noise.py), then the camera's JPEG encoder."""
+    return jpeg(camera(x, op, gen), Jpeg(op.quality), gen)
+
+
 APPLY = {Gaussian: gaussian, PoissonGaussian: poisson_gaussian, Correlated: correlated, Speckle: speckle,
-         SaltPepper: salt_pepper, Jpeg: jpeg}
+         SaltPepper: salt_pepper, Jpeg: jpeg, Camera: camera_jpeg}
 
 
 def _run_chain(chain, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:

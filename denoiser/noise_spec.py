@@ -89,8 +89,30 @@ class Jpeg:
             raise ValueError(f"jpeg quality must be whole numbers, got {_format_range(self.quality)}")
 
 
-Op = Gaussian | PoissonGaussian | Correlated | Speckle | SaltPepper | Jpeg
-OPS: dict[str, type] = {cls.name: cls for cls in (Gaussian, PoissonGaussian, Correlated, Speckle, SaltPepper, Jpeg)}
+@dataclass(frozen=True)
+class Camera:
+    """A camera's pipeline (camera_noise.py): raw shot + read noise, demosaicing, processing, JPEG."""
+
+    name: ClassVar[str] = "camera"
+    iso: Range  # sets the raw shot noise (read noise follows it); drawn log-uniformly
+    sharpen: Range  # unsharp-mask amount (0: none)
+    blur: Range  # in-camera smoothing, Gaussian std in pixels (0: none)
+    chroma: Range  # chroma noise reduction, Gaussian std in pixels on Cb/Cr (0: none)
+    zoom: Range  # image pixels per sensor pixel (>1: upscaled, blotchier); drawn log-uniformly, once per batch
+    quality: Range  # the camera's JPEG quality, 4:2:0
+
+    def check(self) -> None:
+        _check(self, "iso", 25, 102400)
+        _check(self, "sharpen", 0, 3)
+        _check(self, "blur", 0, 3)
+        _check(self, "chroma", 0, 8)
+        _check(self, "zoom", 0.25, 4)
+        Jpeg(self.quality).check()
+
+
+Op = Gaussian | PoissonGaussian | Correlated | Speckle | SaltPepper | Jpeg | Camera
+OPS: dict[str, type] = {cls.name: cls for cls in (Gaussian, PoissonGaussian, Correlated, Speckle, SaltPepper, Jpeg,
+                                                 Camera)}
 
 
 @dataclass(frozen=True)
@@ -246,13 +268,17 @@ NOISE_KINDS: dict[str, str] = {
     "salt-pepper": ("salt-pepper[:AMOUNT]  share of pixels set to black or white "
                     f"(default {_defaults_line('salt-pepper')})"),
     "jpeg": f"jpeg[:QUALITY]  JPEG compression artefacts (default {_defaults_line('jpeg')})",
+    "camera": ("camera[:iso=I,sharpen=A,blur=PX,chroma=PX,zoom=Z,quality=Q]  a camera's pipeline: shot + read "
+               "noise in raw at ISO I (log-uniform), demosaicing, white balance, colour matrix, tone curve, "
+               "chroma smoothing, blur, sharpening, resizing, 4:2:0 JPEG "
+               f"(default {_defaults_line('camera')})"),
     **{name: f"{name}  preset chain: {chain}" for name, chain in NOISE_PRESETS.items()},
 }
 
 NOISE_SYNTAX = ("Noise spec: KIND[:ARGS], chained with '+' (applied in order), mixed with '|' (one chain "
                 "per sample, optional @WEIGHT); ARGS are ranges LO-HI or single values, sigmas on the 0-255 "
                 "scale, e.g. gaussian:5-50, poisson-gaussian:shot=5-20,read=2, jpeg:30-90, "
-                "gaussian:0-55|camera@0.5.")
+                "gaussian:0-55|camera:iso=800-6400@0.5.")
 
 
 def noise_help() -> str:

@@ -31,7 +31,7 @@ from .data import CleanCrops, CleanImages, PairedFolder, build_training_data, ma
 from .metrics import psnr, ssim, training_loss
 from .nets import build_model, count_parameters
 from .monitor import Callback, MetricsLog, Progress, save_preview
-from .noise import synthesize
+from .noise import parse_noise_spec, synthesize
 from .optim import EMA, lr_at, make_optimizer, schedule_total
 
 VAL_SEED = 1_000_003  # a seed namespace of its own: never equal to a training index stream
@@ -200,6 +200,8 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, init: str |
     elif init:  # fine-tuning keeps the starting model's architecture
         init_model, init_meta = load_checkpoint(init)
         cfg = replace(cfg, model=init_model.cfg, data=replace(cfg.data, channels=init_model.cfg.channels))
+    if not resume:  # presets expanded: a name like "camera" may mean another chain in a later version
+        cfg = replace(cfg, noise=parse_noise_spec(cfg.noise.spec, cfg.noise.quantize_prob))
     if cfg.model.channels != cfg.data.channels:
         raise ValueError(f"model has {cfg.model.channels} channels but data has {cfg.data.channels}")
     data = build_data(cfg, device)  # validates every input before anything is written

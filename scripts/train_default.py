@@ -12,7 +12,7 @@ Five recipes, run in that order (each starts from the weights of the one it name
   validation) plus 30 % procedural dead-leaves crops; blind Gaussian noise, sigma uniform in
   [0, 75]; half of the samples clipped and rounded to 8 bits as real uploads are.
 - color: fine-tunes color-base on the blind mix users meet: Gaussian sigma 0-75 (three
-  quarters of the samples) or the "camera" chain (shot + read noise, demosaic-correlated
+  quarters of the samples) or the "camera-v1" chain (shot + read noise, demosaic-correlated
   noise, JPEG). Larger crops, as the model's receptive field is 59 px.
 - gray: starts from color-base turned into a 1-channel model (nets.gray_from_color: the
   same function on gray input, so it begins at the colour model's gray quality) and trains on
@@ -46,7 +46,8 @@ from denoiser.config import DataConfig, ModelConfig, NoiseConfig, RunConfig, Tra
 from denoiser.nets import gray_from_color
 from denoiser.train import train
 
-BLIND_MIX = "gaussian:0-75@3|camera"
+# "camera-v1" is what "camera" meant when the shipped models were trained (config.NOISE_PRESETS).
+BLIND_MIX = "gaussian:0-75@3|camera-v1"
 
 COLOR_BASE = RunConfig(
     noise=NoiseConfig(spec="gaussian:0-75", quantize_prob=0.5),

@@ -89,7 +89,7 @@ def test_eval_takes_a_noise_spec_and_rejects_a_bad_one(tiny_checkpoint, flat_dir
     clean = flat_dir
     assert main(["eval", "--model", str(tiny_checkpoint), "--clean", str(clean), "--noise", "camera"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert "sigma" not in result and result["noise"].startswith("poisson-gaussian:")  # canonical form
+    assert "sigma" not in result and result["noise"].startswith("camera:iso=")  # canonical form
     with pytest.raises(SystemExit):
         main(["eval", "--model", str(tiny_checkpoint), "--clean", str(clean), "--noise", "gausian:25"])
     assert "gausian" in capsys.readouterr().err

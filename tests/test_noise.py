@@ -147,8 +147,10 @@ def test_quantize_prob_rounds_that_share_of_samples():
     (" gaussian : 5 - 50 ", "gaussian:5-50"),
     ("poisson-gaussian:read=3,shot=1-2", "poisson-gaussian:shot=1-2,read=3"),
     ("jpeg:30-90", "jpeg:30-90"),
-    ("camera", NOISE_PRESETS["camera"]),
-    ("gaussian:5|camera+jpeg:50@2", f"gaussian:5@1|{NOISE_PRESETS['camera']}+jpeg:50@2"),
+    ("camera-v1", NOISE_PRESETS["camera-v1"]),
+    ("gaussian:5|camera-v1+jpeg:50@2", f"gaussian:5@1|{NOISE_PRESETS['camera-v1']}+jpeg:50@2"),
+    ("camera:iso=800,zoom=1", "camera:iso=800,sharpen=0-0.5,blur=0.3-1,chroma=0-3,zoom=1,quality=75-98"),
+    ("camera:50-100", "camera:iso=50-100,sharpen=0-0.5,blur=0.3-1,chroma=0-3,zoom=0.8-1.6,quality=75-98"),
     ("gaussian@2|speckle@2", "gaussian:0-55|speckle:5-50"),
     ("salt-pepper:0.00001", "salt-pepper:0.00001"),
 ])

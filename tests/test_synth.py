@@ -155,4 +155,4 @@ def test_help_lists_every_noise_kind(command, capsys):
     text = capsys.readouterr().out
     for kind in NOISE_KINDS:
         assert f"  {kind}" in text
-    assert NOISE_PRESETS["camera"] in text.replace("\n      ", "")
+    assert NOISE_PRESETS["camera-v1"] in text.replace("\n      ", "")

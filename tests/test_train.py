@@ -325,3 +325,15 @@ def test_ema_warms_up_so_a_run_from_scratch_does_not_average_in_its_random_start
     # 500 fixed-decay updates would keep 0.999**500 = 61 % of the start; warmed up, about 2 %
     share = ((ema.shadow["weight"] - 1.0) / (start["weight"] - 1.0)).mean().item()
     assert 0 < share < 0.05
+
+
+def test_a_run_records_its_noise_with_presets_expanded(tmp_path):
+    """A preset's name can change meaning between versions ("camera" did): the run folder and the
+    checkpoint keep the chain itself, so the record says what was trained on."""
+    from denoiser.config import NOISE_PRESETS, NoiseConfig
+
+    cfg = replace(tiny_run_config(steps=2), noise=NoiseConfig(spec="gaussian:5@3|camera-v1"))
+    train(cfg, tmp_path, progress=False)
+    spec = json.loads((tmp_path / "config.json").read_text())["noise"]["spec"]
+    assert spec == f"gaussian:5@3|{NOISE_PRESETS['camera-v1']}@1"
+    assert read_metadata(tmp_path / "model.safetensors")["run"]["noise"]["spec"] == spec

@@ -1,0 +1,59 @@
+"""One Markdown row per checkpoint: how far it has trained and what it scores on the dev sets.
+
+    python scripts/score_models.py runs/default-v2-color/model.safetensors runs/study-mix-*/model.safetensors \
+        --datasets ../shared/datasets
+
+Columns: training step, pixels seen, wall time trained (from the checkpoint's metadata), Set12
+PSNR at Gaussian sigma 15/25/50 (the benchmark protocol) and SIDD12 PSNR (real smartphone
+pairs). Both sets are for development only: the recipes never train on them. The model card's
+stage rows and the noise-mix study come from here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SIGMAS = (15.0, 25.0, 50.0)
+HEADER = ("| model | step | G px seen | train h | Set12 σ15 | σ25 | σ50 | SIDD12 |\n"
+          "|---|---:|---:|---:|---:|---:|---:|---:|")
+
+
+def score_row(path: Path, datasets: Path, name: str | None = None) -> str:
+    from denoiser.checkpoint import read_metadata
+    from denoiser.evaluate import evaluate, evaluate_pairs
+    from denoiser.inference import Denoiser
+
+    meta = read_metadata(path)
+    dn = Denoiser.load(path, backend="onnxruntime")
+    set12 = [evaluate(dn, datasets / "Set12", s)["psnr"] for s in SIGMAS]
+    sidd = datasets / "SIDD12"
+    real = evaluate_pairs(dn, sidd / "noisy", sidd / "clean")["psnr"]
+    px, hours = meta.get("pixels_seen", 0) / 1e9, meta.get("elapsed_s", 0) / 3600
+    return (f"| {name or path.parent.name} | {meta.get('step', '?')} | {px:.2f} | {hours:.2f} | "
+            + " | ".join(f"{v:.2f}" for v in set12) + f" | {real:.2f} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("models", nargs="+", type=Path, help="checkpoints (.safetensors)")
+    ap.add_argument("--datasets", type=Path, required=True, help="folder holding Set12/ and SIDD12/")
+    args = ap.parse_args(argv)
+    for d in ("Set12", "SIDD12/noisy", "SIDD12/clean"):
+        if not (args.datasets / d).is_dir():
+            raise SystemExit(f"not a folder: {args.datasets / d}")
+    missing = [str(p) for p in args.models if not p.is_file()]
+    if missing:
+        raise SystemExit(f"not found: {', '.join(missing)}")
+    print(HEADER, flush=True)
+    for path in args.models:
+        print(score_row(path, args.datasets), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
