@@ -30,7 +30,7 @@ def fork(run: Path, name: str, spec: str) -> Path:
     """A copy of `run` that trains on `spec` from its last snapshot on."""
     from denoiser.noise_spec import parse_noise_spec
 
-    parse_noise_spec(spec)  # a bad spec fails here, not after the copy
+    spec = parse_noise_spec(spec).spec  # canonical, as runs record it; a bad spec fails before the copy
     dst = run.parent / f"{run.name}-mix-{name}"
     if dst.exists():
         raise SystemExit(f"{dst} exists: remove it or pick another mix name")
