@@ -97,6 +97,10 @@ class TrainConfig:
     # > 0: train for this many seconds of wall time instead of `steps`; the lr schedule then
     # runs over time (so a recipe fills exactly the time it is given, on any machine).
     time_budget_s: float = 0.0
+    # What the budget counts: "wall" seconds, or "cpu" seconds of this process. A niced run beside
+    # tests and benchmarks may get a tenth of a core; on the wall clock its schedule would be spent
+    # waiting, on the CPU clock it decays with the work actually done.
+    budget_clock: str = "wall"
     epochs: int = 0  # > 0 overrides steps: one epoch = one crop per training image (or pair)
     solver: str = "adamw"  # adamw | adam | sgd (Nesterov momentum)
     lr: float = 1e-3

@@ -130,21 +130,50 @@ def _snapshot_tensors(opt, ema: EMA | None, gen: torch.Generator) -> dict[str, t
     return tensors
 
 
-def _restore(path: Path, model, opt, ema: EMA | None, gen: torch.Generator, device) -> tuple[int, float]:
+def _restore(path: Path, model, opt, ema: EMA | None, gen: torch.Generator, device) -> tuple[int, float, bool]:
+    """Load a snapshot into the objects; return (step, elapsed_s, whether the optimizer state was in it).
+
+    A packed snapshot (`pack_snapshot`) holds only the averaged weights: the model and the EMA
+    both start from them, Adam's moments start afresh, and the noise generator is re-seeded from
+    the step, so the run goes on with the same schedule but not bit for bit.
+    """
     meta = read_metadata(path)
     loaded, _ = load_checkpoint(path, device)
     model.load_state_dict(loaded.state_dict())
     extra = load_extra_tensors(path, device)
     state: dict = {}
+    if ema:
+        ema.shadow = {k: v.detach().clone().float() for k, v in model.state_dict().items()}
     for key, v in extra.items():
         if key.startswith("opt."):
             _, idx, k = key.split(".", 2)
             state.setdefault(int(idx), {})[k] = v.cpu() if k == "step" else v
         elif key.startswith("ema.") and ema:
             ema.shadow[key[4:]] = v.float()
-    opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
-    gen.set_state(extra["rng.noise"].cpu())  # generator states are CPU byte tensors on any device
-    return int(meta["step"]), float(meta.get("elapsed_s", 0.0))
+    step = int(meta["step"])
+    if state:
+        opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    if "rng.noise" in extra:
+        gen.set_state(extra["rng.noise"].cpu())  # generator states are CPU byte tensors on any device
+    else:
+        gen.manual_seed(int(meta.get("run", {}).get("train", {}).get("seed", 0)) + 104729 * step)
+    return step, float(meta.get("elapsed_s", 0.0)), bool(state)
+
+
+def pack_snapshot(snapshot: str | Path, out: str | Path) -> Path:
+    """Write `snapshot` as its averaged weights plus its progress metadata, a quarter of its size.
+
+    For carrying a long run across machines in git: optimizer moments and RNG state are three
+    quarters of a snapshot and are rebuilt on resume (see `_restore`).
+    """
+    meta = read_metadata(snapshot)
+    model, _ = load_checkpoint(snapshot)
+    extra = load_extra_tensors(snapshot)
+    shadow = {k[4:]: v for k, v in extra.items() if k.startswith("ema.")}
+    if shadow:
+        model.load_state_dict({k: v.to(model.state_dict()[k].dtype) for k, v in shadow.items()})
+    keep = {k: v for k, v in meta.items() if k not in ("model", "format", "code_version", "param_groups")}
+    return save_checkpoint(out, model, **keep, packed_from=Path(snapshot).name)
 
 
 def _trim_metrics(run_dir: Path, step: int) -> None:
@@ -220,10 +249,11 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, init: str |
 
     snapshot = run_dir / "last.safetensors"
     step, elapsed_before = 0, 0.0  # training time spent by earlier legs of a resumed run
+    had_opt = True
     if resume:
         if not snapshot.exists():
             raise FileNotFoundError(f"nothing to resume: {snapshot} does not exist")
-        step, elapsed_before = _restore(snapshot, model, opt, ema, gen, device)
+        step, elapsed_before, had_opt = _restore(snapshot, model, opt, ema, gen, device)
     if main_rank:
         run_dir.mkdir(parents=True, exist_ok=True)
         for stale in run_dir.glob(".*.part"):  # temp files of a killed write
@@ -248,14 +278,20 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, init: str |
     best = -math.inf
     if main_rank and (run_dir / "best.safetensors").exists() and resume:
         best = read_metadata(run_dir / "best.safetensors").get("metrics", {}).get("val_psnr", best)
-    start = t_log = time.time()
+    if cfg.train.budget_clock not in ("wall", "cpu"):
+        raise ValueError(f"unknown budget clock {cfg.train.budget_clock!r}: wall or cpu")
+    clock = time.process_time if cfg.train.budget_clock == "cpu" else time.time
+    start, t_log, step0 = clock(), time.time(), step
     imgs_since, stop, out_of_time = 0, False, False
 
     def elapsed() -> float:
-        return elapsed_before + time.time() - start
+        return elapsed_before + clock() - start
 
     def lr_now(s: int) -> float:
-        return lr_at(s, cfg.train, schedule_total(s, elapsed(), cfg.train, steps))
+        lr = lr_at(s, cfg.train, schedule_total(s, elapsed(), cfg.train, steps))
+        if not had_opt:  # fresh Adam moments after a packed snapshot: ramp up again
+            lr *= min(1.0, (s - step0 + 1) / max(1, cfg.train.warmup_steps))
+        return lr
 
     def progress_meta() -> dict:  # what a run records of its length, in every checkpoint
         return {"step": step, "elapsed_s": round(elapsed(), 3), "pixels_seen": step * pixels_per_step}

@@ -44,7 +44,7 @@ import torch
 from denoiser.checkpoint import load_checkpoint, save_checkpoint
 from denoiser.config import DataConfig, ModelConfig, NoiseConfig, RunConfig, TrainConfig, parse_duration
 from denoiser.nets import gray_from_color
-from denoiser.train import train
+from denoiser.train import pack_snapshot, train
 
 # "camera-v1" is what "camera" meant when the shipped models were trained (config.NOISE_PRESETS).
 BLIND_MIX = "gaussian:0-75@3|camera-v1"
@@ -134,7 +134,19 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
     ap.add_argument("--resume", action="store_true", help="continue the run folder's last snapshot")
     ap.add_argument("--install-as", default=None, help="where to copy the final model ('' to skip)")
+    ap.add_argument("--pack", metavar="DIR",
+                    help="instead of training: copy the run folder's config, metrics and packed snapshot "
+                         "(averaged weights + progress, a quarter of the snapshot) to DIR, to commit; "
+                         "copy DIR back to the run folder and --resume to continue")
     args = ap.parse_args()
+    if args.pack:
+        run = Path(args.run or f"runs/default-{args.model}")
+        out = Path(args.pack)
+        out.mkdir(parents=True, exist_ok=True)
+        for name in ("config.json", "metrics.jsonl"):
+            shutil.copyfile(run / name, out / name)
+        print(f"packed {pack_snapshot(run / 'last.safetensors', out / 'last.safetensors')}")
+        return
 
     cfg, folders, warm = RECIPES[args.model]
     run = Path(args.run or f"runs/default-{args.model}")

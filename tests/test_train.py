@@ -337,3 +337,54 @@ def test_a_run_records_its_noise_with_presets_expanded(tmp_path):
     spec = json.loads((tmp_path / "config.json").read_text())["noise"]["spec"]
     assert spec == f"gaussian:5@3|{NOISE_PRESETS['camera-v1']}@1"
     assert read_metadata(tmp_path / "model.safetensors")["run"]["noise"]["spec"] == spec
+
+
+def test_cpu_budget_clock_counts_the_work_not_the_waiting(tmp_path):
+    """A niced leg that waits for the CPU must not spend its schedule waiting."""
+    cfg = _budget_cfg(60.0)
+    cfg = replace(cfg, train=replace(cfg.train, budget_clock="cpu"))
+    slept = []
+
+    def stop_after_a_nap(rec):
+        if not slept:
+            time.sleep(2.0)  # wall time passes, this process uses no CPU
+            slept.append(rec["step"])
+        return rec["step"] >= 6
+
+    final = train(cfg, tmp_path / "run", progress=False, callback=stop_after_a_nap)
+    meta = read_metadata(final)
+    assert meta["elapsed_s"] < meta["step"] * 2.0  # CPU seconds: the nap is not in it
+    recs = [json.loads(ln) for ln in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["time"] < 2.0 for r in recs if r["step"] <= slept[0] + 2)
+    with pytest.raises(ValueError, match="budget clock"):
+        train(replace(cfg, train=replace(cfg.train, budget_clock="sundial")), tmp_path / "bad", progress=False)
+
+
+def test_a_packed_snapshot_is_a_quarter_of_the_size_and_resumes_the_schedule(tmp_path):
+    from denoiser.train import pack_snapshot
+
+    cfg = tiny_run_config(steps=16)
+    cfg = replace(cfg, train=replace(cfg.train, ema=0.9, snapshot_interval=100))
+    run = tmp_path / "run"
+    train(cfg, run, progress=False, callback=lambda rec: rec["step"] >= 8)
+    snap = run / "last.safetensors"
+    packed = pack_snapshot(snap, tmp_path / "packed.safetensors")
+    assert packed.stat().st_size < 0.35 * snap.stat().st_size
+    meta = read_metadata(packed)
+    assert meta["step"] == 8 and meta["run"]["train"]["steps"] == 16 and meta["elapsed_s"] > 0
+    from denoiser.checkpoint import load_extra_tensors
+    ema = {k[4:]: v for k, v in load_extra_tensors(snap).items() if k.startswith("ema.")}
+    weights, _ = load_checkpoint(packed)
+    for k, v in weights.state_dict().items():  # what it carries is the average, the model that gets shipped
+        assert torch.equal(v, ema[k].to(v.dtype)), k
+    # carried to another machine: the run folder is its config plus the packed weights
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text((run / "config.json").read_text())
+    (other / "last.safetensors").write_bytes(packed.read_bytes())
+    final = train(cfg, other, resume=True, progress=False)
+    assert read_metadata(final)["step"] == 16
+    recs = [json.loads(ln) for ln in (other / "metrics.jsonl").read_text().splitlines()]
+    lrs = [r["lr"] for r in recs if "lr" in r]
+    assert lrs[0] < lrs[1]  # fresh Adam moments ramp up again instead of jumping at full rate
+    assert recs[-1]["val_psnr"] > 0
