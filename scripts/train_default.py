@@ -23,8 +23,9 @@ Five recipes, run in that order (each starts from the weights of the one it name
   when their cosine schedules ended; these are what the checkpoints/ files come from.
 
 - v2-color, v2-gray: the v2 architecture (V2_ARCH, chosen by scripts/study_arch.py) from
-  random weights on the same data and noise mix, EMA and channels-last, over one
-  V2_HOURS-hour time-budgeted schedule run in legs across sessions (--leg, --resume).
+  random weights on the same data, with the camera pipeline in the noise mix, EMA, over one
+  V2_HOURS-hour schedule of CPU time run in legs across sessions (--leg, --resume; --pack
+  makes the committable copy in checkpoints/wip/).
 
 Set12 is never seen here: it is the evaluation set. Each run writes its folder (config,
 metrics, previews, snapshots); the final weights are copied to checkpoints/ unless
@@ -81,22 +82,31 @@ GRAY_POLISH = polish(GRAY, seed=4)
 # time spent carry over in the snapshot).
 V2_ARCH = "resunet"
 V2_HOURS = 8.0
+# The camera pipeline ("camera", denoiser/camera_noise.py) in place of the old chain: colour sees
+# it in half of its crops, gray in a quarter (gray users are mostly scanners, not phones). Both
+# legs of session 3 onwards ran with these; leg 1 ran with "gaussian:0-75@3|camera" for both.
+V2_COLOR_MIX = "gaussian:0-75|camera"
+V2_GRAY_MIX = "gaussian:0-75@3|camera"
 
 
-def v2(cfg: RunConfig, seed: int) -> RunConfig:
+def v2(cfg: RunConfig, seed: int, mix: str) -> RunConfig:
     from study_arch import CANDIDATES, LR
 
     model = replace(CANDIDATES[V2_ARCH], channels=cfg.model.channels)
     # Crop 128 x 7 instead of 96 x 12: the same pixels per step (as fast, BENCHMARKS.md "Training
     # speed of the v2 architecture") and more context for a 209-pixel receptive field.
     # Contiguous tensors: channels-last was 13 % slower for this network on this CPU.
+    # The budget counts this process's CPU seconds: the legs run niced beside tests and
+    # benchmarks, and a wall-clock schedule would decay while they wait for a core.
     return replace(cfg, model=model, data=replace(cfg.data, crop=128, batch_size=7),
+                   noise=replace(cfg.noise, spec=mix),
                    train=replace(cfg.train, seed=seed, lr=LR.get(V2_ARCH, 1e-3), ema=0.999, channels_last=False,
-                                 time_budget_s=V2_HOURS * 3600, val_interval=500, snapshot_interval=250))
+                                 time_budget_s=V2_HOURS * 3600, budget_clock="cpu", val_interval=500,
+                                 snapshot_interval=250))
 
 
-V2_COLOR = v2(COLOR, seed=5)
-V2_GRAY = v2(GRAY, seed=6)
+V2_COLOR = v2(COLOR, seed=5, mix=V2_COLOR_MIX)
+V2_GRAY = v2(GRAY, seed=6, mix=V2_GRAY_MIX)
 
 # recipe -> (config, folders under --datasets, warm start: None or (recipe, convert to gray))
 RECIPES: dict[str, tuple[RunConfig, tuple[str, ...], tuple[str, bool] | None]] = {

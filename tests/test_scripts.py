@@ -2,6 +2,7 @@
 tiny stand-ins for ../shared/datasets (tests never depend on ../shared)."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -112,6 +113,26 @@ def test_a_leg_stops_early_and_resume_continues_the_schedule(datasets, tmp_path)
     assert "leg over" in out and second["step"] > first["step"]
     assert second["elapsed_s"] >= first["elapsed_s"] + 2.0  # the time spent adds up over legs
     assert second["run"]["train"]["time_budget_s"] == 3600.0
+
+
+def test_a_packed_leg_travels_in_git_and_resumes(datasets, tmp_path):
+    """--pack writes what a session commits (checkpoints/wip/); copied back, --resume goes on."""
+    run_dir = tmp_path / "run"
+    common = ("--model", "color-base", "--datasets", str(datasets), "--threads", "1", "--run", str(run_dir),
+              "--install-as", "")
+    run(str(REPO / "scripts/train_default.py"), *common, "--time-budget", "1h", "--leg", "3s")
+    first = read_metadata(run_dir / "last.safetensors")
+    out = run(str(REPO / "scripts/train_default.py"), *common, "--pack", str(tmp_path / "wip"))
+    assert "packed" in out
+    packed = tmp_path / "wip" / "last.safetensors"
+    assert packed.stat().st_size < 0.35 * (run_dir / "last.safetensors").stat().st_size
+    assert {p.name for p in (tmp_path / "wip").iterdir()} == {"config.json", "metrics.jsonl", "last.safetensors"}
+    fresh = tmp_path / "next-session"
+    shutil.copytree(tmp_path / "wip", fresh)
+    out = run(str(REPO / "scripts/train_default.py"), *common[:-4], "--run", str(fresh), "--install-as", "",
+              "--resume", "--leg", "2s")
+    second = read_metadata(fresh / "last.safetensors")
+    assert "leg over" in out and second["step"] > first["step"] and second["elapsed_s"] > first["elapsed_s"]
 
 
 @pytest.mark.slow
