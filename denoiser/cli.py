@@ -31,6 +31,7 @@ def _denoise(args: argparse.Namespace) -> int:
 
     from .batch import BatchOptions, denoise_files, parse_shard, shard_from_env
     from .inference import DEFAULT_MEMORY_MB, Denoiser
+    from .progress import TileLine
 
     if args.skip_existing and args.overwrite:
         raise ValueError("--skip-existing and --overwrite exclude each other")
@@ -45,7 +46,10 @@ def _denoise(args: argparse.Namespace) -> int:
                         strength=args.strength, sigma=args.sigma, skip_existing=args.skip_existing,
                         overwrite=args.overwrite, workers=args.workers, shard=shard, **extra)
 
+    tiles = TileLine(sys.stderr)  # within a large image, on a terminal only
+
     def progress(i: int, n: int, r) -> None:
+        tiles.clear()
         status = "ok" if r.status == "ok" else f"{r.status}: {r.reason}"
         print(f"[{i}/{n}] {r.input} -> {r.output or '-'} ({status})", file=sys.stderr)
 
@@ -55,8 +59,9 @@ def _denoise(args: argparse.Namespace) -> int:
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, stop) if main_thread else None
     try:
-        report = denoise_files(dn, args.inputs, args.output, opts, progress)
+        report = denoise_files(dn, args.inputs, args.output, opts, progress, tiles if tiles.enabled else None)
     finally:
+        tiles.clear()
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
     print(report.summary(), file=sys.stderr)
