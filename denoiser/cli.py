@@ -162,6 +162,8 @@ def _eval(args: argparse.Namespace) -> int:
         result = evaluate_pairs(dn, *args.pairs, limit=args.limit)
     else:
         result = evaluate(dn, args.clean, args.sigma, seed=args.seed, limit=args.limit, noise=args.noise)
+        for s in result.get("skipped", []):
+            print(f"denoiser eval: skipped {s['image']}: {s['reason']}", file=sys.stderr)
     if not args.per_image:
         result.pop("per_image")
     print(json.dumps(result, indent=2))
@@ -387,7 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("eval", help="PSNR/SSIM on a folder of clean images (DESIGN.md protocol), as JSON")
     v.add_argument("--model", default=None, help="default: the shipped models (gray files: the gray one)")
-    v.add_argument("--clean", metavar="DIR", help="folder of clean images, made noisy by --sigma or --noise")
+    v.add_argument("--clean", metavar="DIR", help="folder of clean images, made noisy by --sigma or --noise (files named as noisy, "
+                                                "e.g. noisy_x.png, are skipped and listed)")
     v.add_argument("--pairs", nargs=2, metavar=("NOISY_DIR", "CLEAN_DIR"),
                    help="real noisy/clean pairs matched by file name (no synthetic noise), e.g. SIDD crops")
     v.add_argument("--sigma", type=float, default=25.0, help="Gaussian sigma on the 0-255 scale (default %(default)s)")
