@@ -246,7 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "shipped gray model")
     d.add_argument("--strength", type=float, default=1.0, help="0 keeps the input, 1 is the full denoise (default 1)")
     d.add_argument("--recursive", "-r", action="store_true", help="walk folders recursively, mirroring the tree")
-    d.add_argument("--suffix", default="", help="append to output names, e.g. _denoised")
+    d.add_argument("--suffix", default="", help="append to output names, e.g. _denoised; run again into the input "
+                                                "folder, files there ending in it are earlier outputs, not inputs")
     d.add_argument("--format", choices=["png", "jpg", "tif", "webp", "bmp"], help="output format (default: the input's)")
     d.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (default 95; 100 = lossless WebP)")
     d.add_argument("--skip-existing", action="store_true", help="skip inputs whose output already exists")
