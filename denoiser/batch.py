@@ -97,7 +97,7 @@ class BatchReport:
         if self.shard[1] > 1:
             path = path.with_name(f"{path.stem}.shard-{self.shard[0]}-of-{self.shard[1]}{path.suffix}")
         data = {"totals": self.totals(), "model": self.model, "shard": list(self.shard),
-                "files": [asdict(r) for r in self.results]}
+                "earlier_outputs_left_out": self.earlier_outputs, "files": [asdict(r) for r in self.results]}
         path.write_text(json.dumps(data, indent=2, ensure_ascii=False))
         return path
 

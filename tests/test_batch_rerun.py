@@ -1,6 +1,7 @@
 """Running a batch again into the input folder, an output path that is a file, and tile progress."""
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -27,7 +28,8 @@ def test_rerun_into_the_input_folder_skips_its_own_outputs(tiny_onnx, tmp_path, 
     capsys.readouterr()
     save(src / "c.png")  # a new photo arrives; the rerun denoises only it
     before = (src / "a_dn.png").read_bytes()
-    assert main(run + ["--skip-existing"]) == 0
+    assert main(run + ["--skip-existing", "--report", str(tmp_path / "report.json")]) == 0
+    assert json.loads((tmp_path / "report.json").read_text())["earlier_outputs_left_out"] == 2
     err = capsys.readouterr().err
     assert sorted(p.name for p in src.iterdir()) == ["a.png", "a_dn.png", "b.png", "b_dn.png", "c.png", "c_dn.png"]
     assert (src / "a_dn.png").read_bytes() == before
