@@ -24,6 +24,8 @@ from typing import Callable
 from .imageio import DEFAULT_MAX_PIXELS, EXTENSION_BY_FORMAT, FORMAT_BY_EXTENSION, is_image_path, is_partial_output
 from .inference import Denoiser
 
+TileProgress = Callable[[Path, int, int, float], None]  # (input, tiles done, tiles in all, its megapixels)
+
 
 @dataclass(frozen=True)
 class BatchOptions:
@@ -62,6 +64,8 @@ class BatchReport:
     seconds: float = 0.0
     model: str = ""
     shard: tuple[int, int] = (0, 1)
+    earlier_outputs: int = 0  # files left out as an earlier run's outputs (see `is_earlier_output`)
+    suffix: str = ""
 
     @property
     def failed(self) -> list[FileResult]:
@@ -82,6 +86,8 @@ class BatchReport:
         shard = f" (shard {self.shard[0]}/{self.shard[1]})" if self.shard[1] > 1 else ""
         lines = [f"{t['files']} files{shard}: {t['ok']} denoised, {t['skipped']} skipped, {t['failed']} failed; "
                  f"{t['megapixels']:.1f} MP in {t['seconds']:.1f} s ({t['megapixels_per_s']:.2f} MP/s)"]
+        if self.earlier_outputs:
+            lines.append(f"left out {self.earlier_outputs} file(s) ending in {self.suffix}: outputs of an earlier run")
         lines += [f"  FAILED {r.input}: {r.reason}" for r in self.failed]
         return "\n".join(lines)
 
@@ -91,7 +97,7 @@ class BatchReport:
         if self.shard[1] > 1:
             path = path.with_name(f"{path.stem}.shard-{self.shard[0]}-of-{self.shard[1]}{path.suffix}")
         data = {"totals": self.totals(), "model": self.model, "shard": list(self.shard),
-                "files": [asdict(r) for r in self.results]}
+                "earlier_outputs_left_out": self.earlier_outputs, "files": [asdict(r) for r in self.results]}
         path.write_text(json.dumps(data, indent=2, ensure_ascii=False))
         return path
 
@@ -114,22 +120,35 @@ def shard_from_env() -> tuple[int, int]:
     return 0, 1
 
 
-def collect_inputs(inputs: list[str], recursive: bool, exclude: Path | None = None
-                   ) -> tuple[list[tuple[Path, Path]], list[FileResult]]:
+def is_earlier_output(f: Path, rel: Path, out_dir: Path, suffix: str) -> bool:
+    """True for a file that lies just where this run would write an output of its name, and whose
+    stem ends with the run's suffix: an output of an earlier run into the input folder, which
+    must not come back as an input (and become NAME_dn_dn)."""
+    return bool(suffix) and f.stem.endswith(suffix) and (out_dir / rel).resolve() == f.resolve()
+
+
+def collect_inputs(inputs: list[str], recursive: bool, exclude: Path | None = None, suffix: str = "",
+                   left_out: list[Path] | None = None) -> tuple[list[tuple[Path, Path]], list[FileResult]]:
     """Expand files, folders and globs into (file, output path relative to OUTDIR), plus errors.
 
     Folders and globs yield image files only (by extension; hidden files skipped); a file named
     explicitly is always tried. `exclude` (the output folder) is never walked into, so outputs
     are not taken for inputs on a second run. The order is stable: inputs in the order given,
     each expanded in sorted order; a file met twice is kept once. (An OUTDIR equal to an input
-    folder is not excluded here: `check_output_dir` refuses it unless there is a suffix.)
+    folder is not excluded here: `check_output_dir` refuses it unless there is a suffix.) With
+    a `suffix` and `exclude`, files of folders and globs that are earlier outputs (`is_earlier_output`)
+    are left out and appended to `left_out`.
     """
     found: list[tuple[Path, Path]] = []
     errors: list[FileResult] = []
     seen: set[Path] = set()
     skip = exclude.resolve() if exclude else None
 
-    def add(f: Path, rel: Path, root: Path | None = None) -> None:
+    def add(f: Path, rel: Path, root: Path | None = None, expanded: bool = True) -> None:
+        if expanded and exclude is not None and is_earlier_output(f, rel, exclude, suffix):
+            if left_out is not None and f not in left_out:
+                left_out.append(f)
+            return
         key = f.resolve()
         inside_outdir = skip is not None and root is not None and skip != root and key.is_relative_to(skip)
         if key not in seen and not inside_outdir:
@@ -151,7 +170,7 @@ def collect_inputs(inputs: list[str], recursive: bool, exclude: Path | None = No
                         add(f, rel, root)
             elif p.is_file():
                 if not magic or is_image_path(p):
-                    add(p, Path(p.name))
+                    add(p, Path(p.name), expanded=magic)  # a file named explicitly is always tried
             else:
                 errors.append(FileResult(str(p), None, "failed", "no such file or folder"))
     return found, errors
@@ -168,7 +187,14 @@ def output_path(rel: Path, out_dir: Path, opts: BatchOptions) -> Path:
 
 
 def check_output_dir(out_dir: Path, files: list[tuple[Path, Path]], opts: BatchOptions) -> None:
-    """Refuse a plan that would write over any input, or into an input's folder without a suffix."""
+    """Refuse a plan that would write over any input, or into an input's folder without a suffix,
+    and an output folder that is (or lies under) a file."""
+    for p in (out_dir, *out_dir.parents):
+        if p.exists():
+            if not p.is_dir():
+                raise ValueError(f"output folder {out_dir} is a file, not a folder" if p == out_dir else
+                                 f"output folder {out_dir}: {p} is a file, not a folder")
+            break
     inputs = {f.resolve() for f, _ in files}
     for f, rel in files:
         dst = output_path(rel, out_dir, opts)
@@ -180,10 +206,12 @@ def check_output_dir(out_dir: Path, files: list[tuple[Path, Path]], opts: BatchO
                              "(--suffix _denoised) or choose another output folder")
 
 
-def plan(inputs: list[str], out_dir: str | Path, opts: BatchOptions) -> tuple[list[Job], list[FileResult]]:
-    """This shard's jobs, plus results decided before any decoding (errors, clashes, existing)."""
+def plan(inputs: list[str], out_dir: str | Path, opts: BatchOptions, left_out: list[Path] | None = None
+         ) -> tuple[list[Job], list[FileResult]]:
+    """This shard's jobs, plus results decided before any decoding (errors, clashes, existing).
+    Earlier outputs left out of the inputs (see `collect_inputs`) go to `left_out`."""
     out_dir = Path(out_dir)
-    files, errors = collect_inputs(inputs, opts.recursive, exclude=out_dir)
+    files, errors = collect_inputs(inputs, opts.recursive, exclude=out_dir, suffix=opts.suffix, left_out=left_out)
     check_output_dir(out_dir, files, opts)
     index, count = opts.shard
     claimed: dict[Path, Path] = {}
@@ -220,14 +248,19 @@ def remove_partial_outputs(jobs: list[Job]) -> int:
 
 
 def denoise_files(denoiser: Denoiser, inputs: list[str], out_dir: str | Path, opts: BatchOptions = BatchOptions(),
-                  progress: Callable[[int, int, FileResult], None] | None = None) -> BatchReport:
+                  progress: Callable[[int, int, FileResult], None] | None = None,
+                  tile_progress: TileProgress | None = None) -> BatchReport:
+    """Denoise `inputs` into `out_dir`. `progress(i, n, result)` is called per file;
+    `tile_progress(src, tiles_done, tiles_total, megapixels)` within each tiled image."""
     from .pipeline import run_pipeline
 
     t0 = time.perf_counter()
     denoiser.check_sigma(opts.sigma)  # a wrong --sigma fails once, not once per file
-    jobs, decided = plan(inputs, out_dir, opts)
+    left_out: list[Path] = []
+    jobs, decided = plan(inputs, out_dir, opts, left_out)
     remove_partial_outputs(jobs)
-    report = BatchReport(model=denoiser.describe(), shard=opts.shard)
+    report = BatchReport(model=denoiser.describe(), shard=opts.shard, earlier_outputs=len(left_out),
+                         suffix=opts.suffix)
     total = len(jobs) + len(decided)
 
     def record(result: FileResult) -> None:
@@ -237,7 +270,7 @@ def denoise_files(denoiser: Denoiser, inputs: list[str], out_dir: str | Path, op
 
     for result in decided:
         record(result)
-    run_pipeline(denoiser, jobs, opts, record)
+    run_pipeline(denoiser, jobs, opts, record, tile_progress)
     order = {str(job.src): k for k, job in enumerate(jobs)}  # the report lists jobs in input order
     report.results[len(decided):] = sorted(report.results[len(decided):], key=lambda r: order[r.input])
     report.seconds = time.perf_counter() - t0

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from . import __version__
+from .atomic import atomic_write
 from .config import ModelConfig, from_dict, to_dict
 from .nets import build_model
 
@@ -43,16 +42,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, extra_tensors: dict[str,
         assert k.startswith(EXTRA_PREFIXES), k
         tensors[k] = v.detach().cpu().contiguous()
     header = {"format": FORMAT, "code_version": __version__, "model": to_dict(model.cfg), **meta}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"denoiser": json.dumps(header)})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"denoiser": json.dumps(header)}))
 
 
 def read_metadata(path: str | Path) -> dict:

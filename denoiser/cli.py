@@ -31,6 +31,7 @@ def _denoise(args: argparse.Namespace) -> int:
 
     from .batch import BatchOptions, denoise_files, parse_shard, shard_from_env
     from .inference import DEFAULT_MEMORY_MB, Denoiser
+    from .progress import TileLine
 
     if args.skip_existing and args.overwrite:
         raise ValueError("--skip-existing and --overwrite exclude each other")
@@ -45,7 +46,10 @@ def _denoise(args: argparse.Namespace) -> int:
                         strength=args.strength, sigma=args.sigma, skip_existing=args.skip_existing,
                         overwrite=args.overwrite, workers=args.workers, shard=shard, **extra)
 
+    tiles = TileLine(sys.stderr)  # within a large image, on a terminal only
+
     def progress(i: int, n: int, r) -> None:
+        tiles.clear()
         status = "ok" if r.status == "ok" else f"{r.status}: {r.reason}"
         print(f"[{i}/{n}] {r.input} -> {r.output or '-'} ({status})", file=sys.stderr)
 
@@ -55,8 +59,9 @@ def _denoise(args: argparse.Namespace) -> int:
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, stop) if main_thread else None
     try:
-        report = denoise_files(dn, args.inputs, args.output, opts, progress)
+        report = denoise_files(dn, args.inputs, args.output, opts, progress, tiles if tiles.enabled else None)
     finally:
+        tiles.clear()
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
     print(report.summary(), file=sys.stderr)
@@ -157,6 +162,8 @@ def _eval(args: argparse.Namespace) -> int:
         result = evaluate_pairs(dn, *args.pairs, limit=args.limit)
     else:
         result = evaluate(dn, args.clean, args.sigma, seed=args.seed, limit=args.limit, noise=args.noise)
+        for s in result.get("skipped", []):
+            print(f"denoiser eval: skipped {s['image']}: {s['reason']}", file=sys.stderr)
     if not args.per_image:
         result.pop("per_image")
     print(json.dumps(result, indent=2))
@@ -239,7 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "shipped gray model")
     d.add_argument("--strength", type=float, default=1.0, help="0 keeps the input, 1 is the full denoise (default 1)")
     d.add_argument("--recursive", "-r", action="store_true", help="walk folders recursively, mirroring the tree")
-    d.add_argument("--suffix", default="", help="append to output names, e.g. _denoised")
+    d.add_argument("--suffix", default="", help="append to output names, e.g. _denoised; run again into the input "
+                                                "folder, files there ending in it are earlier outputs, not inputs")
     d.add_argument("--format", choices=["png", "jpg", "tif", "webp", "bmp"], help="output format (default: the input's)")
     d.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (default 95; 100 = lossless WebP)")
     d.add_argument("--skip-existing", action="store_true", help="skip inputs whose output already exists")
@@ -382,7 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("eval", help="PSNR/SSIM on a folder of clean images (DESIGN.md protocol), as JSON")
     v.add_argument("--model", default=None, help="default: the shipped models (gray files: the gray one)")
-    v.add_argument("--clean", metavar="DIR", help="folder of clean images, made noisy by --sigma or --noise")
+    v.add_argument("--clean", metavar="DIR", help="folder of clean images, made noisy by --sigma or --noise (files named as noisy, "
+                                                "e.g. noisy_x.png, are skipped and listed)")
     v.add_argument("--pairs", nargs=2, metavar=("NOISY_DIR", "CLEAN_DIR"),
                    help="real noisy/clean pairs matched by file name (no synthetic noise), e.g. SIDD crops")
     v.add_argument("--sigma", type=float, default=25.0, help="Gaussian sigma on the 0-255 scale (default %(default)s)")

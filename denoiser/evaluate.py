@@ -3,11 +3,14 @@
 Each clean image gets `clip(round(clean + N(0, sigma)), 0, 255)` noise with a fixed seed per
 image (base seed + its index in name order), saved-as-8-bit semantics; the denoised output is
 rounded to 8 bits too, as a user would save it. PSNR and SSIM are measured on those 8-bit
-results against the clean image. Gray sets stay gray.
+results against the clean image. Gray sets stay gray. A file of a clean folder whose name
+says it is noisy (noisy_astronaut.png, img-noisy.png, noisy/img.png) is no clean reference:
+it is left out and listed under "skipped".
 """
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Callable
@@ -21,6 +24,22 @@ from .inference import Denoiser
 from .metrics import psnr, ssim
 from .noise import apply_model, protocol_noisy_uint8
 from .noise_spec import parse_spec
+
+
+# "noisy" or "noised" as a word of a file or folder name: not "denoised", not "noisytown"
+NOISY_NAME = re.compile(r"(?<![a-z])nois(?:y|ed)(?![a-z])", re.IGNORECASE)
+
+
+def split_noisy_names(files: list[Path], root: Path) -> tuple[list[Path], list[str]]:
+    """(files to score as clean, names of those left out as noisy by their name under `root`)."""
+    keep, noisy = [], []
+    for f in files:
+        rel = f.relative_to(root).as_posix()
+        if NOISY_NAME.search(rel):
+            noisy.append(rel)
+        else:
+            keep.append(f)
+    return keep, noisy
 
 
 def _scores(a_u8: np.ndarray, b_u8: np.ndarray) -> tuple[float, float]:
@@ -60,11 +79,13 @@ def evaluate_fn(fn: Callable[[np.ndarray], np.ndarray], clean_dir: str | Path, s
     """Score any denoiser under the protocol: `fn` maps an (H, W, C) float32 image in [0, 1]
     to its denoised version. Baselines (scripts/bench_quality.py) go through the same loop as
     our models, so every number in a table was made the same way. `noise` (a spec) replaces
-    the Gaussian `sigma`.
+    the Gaussian `sigma`. Files named as noisy are left out (`split_noisy_names`).
     """
-    files = list_images(clean_dir)[:limit]
+    files, skipped = split_noisy_names(list_images(clean_dir), Path(clean_dir))
+    files = files[:limit]
     if not files:
-        raise ValueError(f"no images in {clean_dir}")
+        left = f" (left out as noisy by name: {', '.join(skipped)})" if skipped else ""
+        raise ValueError(f"no clean images in {clean_dir}{left}")
 
     def items():
         for i, path in enumerate(files):
@@ -72,7 +93,8 @@ def evaluate_fn(fn: Callable[[np.ndarray], np.ndarray], clean_dir: str | Path, s
             yield path.name, noisy_uint8(clean, sigma, seed + i, noise), clean
 
     level = {"noise": noise} if noise else {"sigma": sigma}
-    return _score(fn, items(), {"clean_dir": str(clean_dir), **level, "seed": seed})
+    left_out = {"skipped": [{"image": name, "reason": "named as noisy, not clean"} for name in skipped]}
+    return _score(fn, items(), {"clean_dir": str(clean_dir), **level, "seed": seed, **(left_out if skipped else {})})
 
 
 def matched_pairs(noisy_dir: str | Path, clean_dir: str | Path) -> list[tuple[Path, Path]]:

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from . import __version__
+from .atomic import atomic_write
 from .checkpoint import file_sha256, load_checkpoint
 from .config import ExportConfig, to_dict
 
@@ -101,9 +102,7 @@ def export_onnx(model: nn.Module, path: str | Path, cfg: ExportConfig = ExportCo
             "ir_version": proto.ir_version, "dynamic_axes": ["batch", "height", "width"],
             "export_seconds": round(time.time() - t0, 2), "check": check, "quality": quality,
             "lowering": lowering, "source": source or {}}
-    side_tmp = path.with_name(path.name + ".json.part")
-    side_tmp.write_text(json.dumps(side, indent=2))
-    side_tmp.replace(sidecar_path(path))
+    atomic_write(sidecar_path(path), lambda tmp: tmp.write_text(json.dumps(side, indent=2)))
     if not check["passed"]:
         raise RuntimeError(f"exported ONNX differs from PyTorch by {check['max_abs_diff']:.2e} "
                            f"(tolerance {cfg.check_tolerance:.0e}); see {sidecar_path(path)}")

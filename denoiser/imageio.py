@@ -13,7 +13,6 @@ Pillow does the work, except for 16-bit colour/alpha PNG and TIFF, which it woul
 from __future__ import annotations
 
 import os
-import secrets
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageOps
 
+from .atomic import temp_beside
 from .imageio16 import EXIF_HEADER, decode_deep, encode_png16, encode_tiff16, is_deep, orient
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
@@ -245,11 +245,9 @@ def write_image(path: str | Path, arr: np.ndarray, info: ImageInfo = ImageInfo()
 
 def _atomic_write(path: Path, write: Callable, exist_ok: bool) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    # A hidden name that cannot clash; os.open applies the umask, unlike mkstemp's 0600.
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    tmp = temp_beside(path)  # hidden, cannot clash, the user's file mode (not mkstemp's 0600)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())

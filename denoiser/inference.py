@@ -193,23 +193,24 @@ class Denoiser:
                 self._gray = Denoiser.load(self.gray_path, **self._load_args)
             return self._gray
 
-    def denoise_array(self, arr: np.ndarray, strength: float = 1.0, sigma: float | None = None) -> np.ndarray:
+    def denoise_array(self, arr: np.ndarray, strength: float = 1.0, sigma: float | None = None,
+                      progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         """(H, W, C) float32 in [0, 1], C = 1 or 3 -> denoised, a new array of the same shape.
 
         strength blends from the input (0) to the full denoise (1); sigma (0-255 scale) is
-        for models that take a noise level.
+        for models that take a noise level. A tiled image calls `progress(tiles done, total)`.
         """
         if not 0.0 <= strength <= 1.0:
             raise ValueError(f"strength must be in [0, 1], got {strength}")
         arr = np.asarray(arr, dtype=np.float32)
         if self.gray_path is not None and _is_gray(arr):
-            out = self._gray_model().denoise_array(np.ascontiguousarray(arr[..., :1]), strength, sigma)
+            out = self._gray_model().denoise_array(np.ascontiguousarray(arr[..., :1]), strength, sigma, progress)
             return out if arr.shape[2] == 1 else np.repeat(out, arr.shape[2], axis=2)
         run = self._runner(arr.shape[2], sigma)
         if strength == 0.0:
             return arr.copy()
         out = denoise_tiled(run, arr, self.tile, self.info.receptive_field, self.info.alignment, self.tile_batch,
-                            self.max_side)
+                            self.max_side, progress)
         np.clip(out, 0.0, 1.0, out=out)
         if strength != 1.0:  # out = arr + strength * (out - arr), in place: no full-size temporaries
             out -= arr

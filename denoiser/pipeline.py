@@ -35,8 +35,10 @@ def _reason(e: BaseException) -> str:
 
 
 def run_pipeline(denoiser: Denoiser, jobs: list[Job], opts: BatchOptions,
-                 record: Callable[[FileResult], None]) -> None:
-    """Denoise every job; call `record` once per job with its result (in completion order)."""
+                 record: Callable[[FileResult], None],
+                 tile_progress: Callable[[Path, int, int, float], None] | None = None) -> None:
+    """Denoise every job; call `record` once per job with its result (in completion order), and
+    `tile_progress(src, done, total, megapixels)` while a tiled image is denoised."""
     from .batch import FileResult
 
     workers = max(1, opts.workers)
@@ -74,7 +76,11 @@ def run_pipeline(denoiser: Denoiser, jobs: list[Job], opts: BatchOptions,
             read_ahead()
             try:
                 arr, info = fut.result()
-                out = denoiser.denoise_array(arr, opts.strength, opts.sigma)
+                tiles = None
+                if tile_progress:
+                    def tiles(done: int, total: int, src=job.src, mp=arr.shape[0] * arr.shape[1] / 1e6) -> None:
+                        tile_progress(src, done, total, mp)
+                out = denoiser.denoise_array(arr, opts.strength, opts.sigma, tiles)
             except (ImageError, OSError, ValueError, RuntimeError, MemoryError) as e:
                 fail(job, e)
                 continue

@@ -33,6 +33,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .noise import protocol_noisy_uint8
+from .quiet import third_party_quiet
 
 FP16_OPS = ("Conv", "ConvTranspose", "Relu", "Concat")
 QUANT_OPS = ("Conv", "ConvTranspose")
@@ -191,13 +192,14 @@ def quantize_int8(src: str | Path, dst: str | Path, target: str, batches: list[n
         ops, extra = [*QUANT_OPS, "Relu"], {"ActivationSymmetric": False, "QuantizeBias": True}
         quantized_readers = (*QUANT_OPS, "Concat")
     # reduce_range: 7-bit weights for the cpu target, see the module docstring.
-    quantize_static(
-        str(src), str(tmp), _Batches(batches) if batches is not None else None, quant_format=QuantFormat.QDQ,
-        op_types_to_quantize=ops, per_channel=True, reduce_range=not trt,
-        activation_type=QuantType.QInt8 if trt else QuantType.QUInt8, weight_type=QuantType.QInt8,
-        nodes_to_exclude=list(exclude), calibrate_method=calib,
-        calibration_cache_path=str(cache) if cache else None,
-        extra_options={**extra, "WeightSymmetric": True, "CalibPercentile": 99.999})
+    with third_party_quiet():  # its "consider pre-processing" notices are for its own developers
+        quantize_static(
+            str(src), str(tmp), _Batches(batches) if batches is not None else None, quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=ops, per_channel=True, reduce_range=not trt,
+            activation_type=QuantType.QInt8 if trt else QuantType.QUInt8, weight_type=QuantType.QInt8,
+            nodes_to_exclude=list(exclude), calibrate_method=calib,
+            calibration_cache_path=str(cache) if cache else None,
+            extra_options={**extra, "WeightSymmetric": True, "CalibPercentile": 99.999})
     model = onnx.load(str(tmp))
     # Excluded convs read float tensors again for TensorRT. Not for the cpu target: there
     # ONNX Runtime folded each ReLU into the Q after its conv, so the float tensor is the

@@ -19,6 +19,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 Runner = Callable[[np.ndarray], np.ndarray]  # float32 (B, C, H, W) -> same shape
+Progress = Callable[[int, int], None]  # (tiles done, tiles in all)
 MAX_BATCH = 8  # more tiles per call gains nothing measurable and delays the first output
 
 
@@ -65,12 +66,13 @@ def tile_boxes(h: int, w: int, tile: int, margin: int, tile_w: int | None = None
 
 
 def denoise_tiled(run: Runner, image: np.ndarray, tile: int, margin: int, alignment: int,
-                  batch: int = 1, max_side: int | None = None) -> np.ndarray:
+                  batch: int = 1, max_side: int | None = None, progress: Progress | None = None) -> np.ndarray:
     """Run `run` over (H, W, C) `image` tile by tile into a new (H, W, C) array.
 
     An image no bigger (in pixels) than one full call runs whole, unless a side is over
     `max_side` (a TensorRT profile's limit). Otherwise tiles are cut from the image as they
     are needed (no channels-first copy of it), and tiles of equal shape go `batch` at a time.
+    A tiled image calls `progress(done, total)` once before the first tile and after each call.
     """
     h, w, _ = image.shape
     tile = max(alignment, tile // alignment * alignment)
@@ -80,16 +82,24 @@ def denoise_tiled(run: Runner, image: np.ndarray, tile: int, margin: int, alignm
         return np.ascontiguousarray(run(image.transpose(2, 0, 1)[None])[0].transpose(1, 2, 0))
     out = np.empty_like(image)
     pending: dict[tuple[int, int], list] = {}
+    tile_h, tile_w = balanced(h, tile, alignment), balanced(w, tile, alignment)
+    total, done = math.ceil(h / tile_h) * math.ceil(w / tile_w), 0
+    if progress:
+        progress(0, total)
 
     def flush(shape: tuple[int, int]) -> None:
+        nonlocal done
         items = pending.pop(shape)
         x = np.stack([image[b[0]:b[1], b[2]:b[3]].transpose(2, 0, 1) for _, b in items])
         for (core, box), res in zip(items, run(x)):
             cy, cx = core[0] - box[0], core[2] - box[2]
             out[core[0]:core[1], core[2]:core[3]] = res[:, cy:cy + core[1] - core[0],
                                                         cx:cx + core[3] - core[2]].transpose(1, 2, 0)
+        done += len(items)
+        if progress:
+            progress(done, total)
 
-    for core, box in tile_boxes(h, w, balanced(h, tile, alignment), margin, balanced(w, tile, alignment)):
+    for core, box in tile_boxes(h, w, tile_h, margin, tile_w):
         shape = (box[1] - box[0], box[3] - box[2])
         pending.setdefault(shape, []).append((core, box))
         if len(pending[shape]) >= batch:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 
 import pytest
@@ -13,7 +14,8 @@ from denoiser.export import sidecar_path
 
 
 @pytest.mark.slow  # one fresh process per row: about a minute on a busy 2-core machine
-def test_bench_cli_times_torch_and_onnxruntime_int8(tiny_checkpoint, tiny_onnx, tmp_path, capsys):
+def test_bench_cli_times_torch_and_onnxruntime_int8(tiny_checkpoint, tiny_onnx, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(logging.root, "handlers", [])  # as in a fresh `denoiser` process
     work = tmp_path / "work"
     work.mkdir()
     # The session's FP32 export of this checkpoint, where bench looks for it: reused, not re-exported.
@@ -24,8 +26,10 @@ def test_bench_cli_times_torch_and_onnxruntime_int8(tiny_checkpoint, tiny_onnx, 
     code = main(["bench", "--model", str(tiny_checkpoint), "--sizes", "96x64", "--repeat", "2", "--warmup", "0",
                  "--tile", "64", "--backends", "torch,onnxruntime", "--precisions", "int8", "--workdir", str(work),
                  "--json", str(report)])
-    printed = capsys.readouterr().out
+    printed, errors = capsys.readouterr()
     assert code == 0, printed
+    # only our progress lines: no ONNX Runtime quantizer notices ("WARNING:root:Please consider ...")
+    assert "WARNING" not in errors and "pre-processing" not in errors + printed and logging.root.handlers == []
     result = json.loads(report.read_text())
     rows = {(r["backend"], r["precision"]): r for r in result["rows"]}
     assert set(rows) == {("torch", "fp32"), ("onnxruntime", "int8")}

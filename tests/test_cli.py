@@ -106,3 +106,18 @@ def test_import_is_light():
             " & {m.split('.')[0] for m in sys.modules}; print(sorted(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_eval_of_the_shipped_data_folder_skips_the_noisy_sample(tiny_checkpoint, tmp_path, capsys):
+    import shutil
+
+    from tests.conftest import DATA
+
+    clean = tmp_path / "data"
+    shutil.copytree(DATA, clean)  # as shipped: three clean photos and noisy_astronaut.png
+    assert main(["eval", "--model", str(tiny_checkpoint), "--clean", str(clean), "--per-image"]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert result["images"] == 3 and "noisy_astronaut.png" not in {r["image"] for r in result["per_image"]}
+    assert result["skipped"] == [{"image": "noisy_astronaut.png", "reason": "named as noisy, not clean"}]
+    assert "skipped noisy_astronaut.png: named as noisy, not clean" in captured.err

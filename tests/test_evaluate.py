@@ -104,3 +104,20 @@ def test_cli_eval_pairs_prints_the_same_json_as_clean(tiny_checkpoint, pairs_dir
     assert shared <= set(paired) and shared <= set(synthetic) and paired["images"] == 2
     assert main(["eval", "--model", str(tiny_checkpoint)]) == 2
     assert "--clean DIR" in capsys.readouterr().err
+
+
+def test_files_named_noisy_are_not_scored_as_clean(clean_dir):
+    import shutil
+
+    shutil.copy(DATA / "noisy_astronaut.png", clean_dir / "noisy_astronaut.png")  # the shipped sample
+    (clean_dir / "noisy").mkdir()
+    shutil.copy(clean_dir / "camera.png", clean_dir / "noisy" / "camera.png")
+    shutil.copy(clean_dir / "camera.png", clean_dir / "camera-denoised.png")  # "denoised" is not noisy
+    r = evaluate_fn(lambda a: a, clean_dir, sigma=25)
+    assert sorted(row["image"] for row in r["per_image"]) == ["astronaut.png", "camera-denoised.png", "camera.png"]
+    assert [s["image"] for s in r["skipped"]] == ["noisy/camera.png", "noisy_astronaut.png"]
+    only = clean_dir / "only"
+    only.mkdir()
+    shutil.copy(DATA / "noisy_astronaut.png", only / "astronaut_noisy.png")
+    with pytest.raises(ValueError, match=r"no clean images .*\(left out as noisy by name: astronaut_noisy.png\)"):
+        evaluate_fn(lambda a: a, only, sigma=25)
