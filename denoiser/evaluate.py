@@ -55,14 +55,18 @@ def _score(fn: Callable[[np.ndarray], np.ndarray], items, meta: dict) -> dict:
             "seconds_per_megapixel": t_total / (pixels / 1e6), "per_image": rows}
 
 
-def evaluate_fn(fn: Callable[[np.ndarray], np.ndarray], clean_dir: str | Path, sigma: float, seed: int = 0,
-                limit: int | None = None, noise: str | None = None) -> dict:
+def evaluate_fn(fn: Callable[[np.ndarray], np.ndarray], clean_dir: str | Path | list[Path], sigma: float,
+                seed: int = 0, limit: int | None = None, noise: str | None = None) -> dict:
     """Score any denoiser under the protocol: `fn` maps an (H, W, C) float32 image in [0, 1]
     to its denoised version. Baselines (scripts/bench_quality.py) go through the same loop as
     our models, so every number in a table was made the same way. `noise` (a spec) replaces
-    the Gaussian `sigma`.
+    the Gaussian `sigma`. `clean_dir` is a folder, or a list of image files (a subset such as
+    a training recipe's held-out images), scored in that order.
     """
-    files = list_images(clean_dir)[:limit]
+    if isinstance(clean_dir, (str, Path)):
+        files = list_images(clean_dir)[:limit]
+    else:
+        files, clean_dir = [Path(p) for p in clean_dir][:limit], _common_folder(clean_dir)
     if not files:
         raise ValueError(f"no images in {clean_dir}")
 
@@ -73,6 +77,11 @@ def evaluate_fn(fn: Callable[[np.ndarray], np.ndarray], clean_dir: str | Path, s
 
     level = {"noise": noise} if noise else {"sigma": sigma}
     return _score(fn, items(), {"clean_dir": str(clean_dir), **level, "seed": seed})
+
+
+def _common_folder(files: list[Path]) -> str:
+    parents = {str(Path(p).parent) for p in files}
+    return parents.pop() if len(parents) == 1 else f"{len(files)} files"
 
 
 def matched_pairs(noisy_dir: str | Path, clean_dir: str | Path) -> list[tuple[Path, Path]]:
