@@ -104,7 +104,8 @@ def test_bench_quality_tables_have_a_row_per_installed_peer(tiny_checkpoint, ben
     scored = [r["image"] for r in next(iter(data["results"]["cbsd432"].values()))["25"]["per_image"]]
     assert scored == [Path(n).name for n in val.names] == ["019.png", "039.png"]
     if "bm3d" in peers:
-        assert data["meta"]["bm3d_oracle_sigma"] == 40 and data["meta"]["bm3d_estimated_sigma"] > 5
+        sidd = data["meta"]["sidd12"]
+        assert sidd["bm3d_oracle_sigma"] == 40 and sidd["bm3d_estimated_sigma"] > 5
 
 
 def test_gray_recipe_warm_starts_from_a_colour_model(tiny_checkpoint, datasets, tmp_path):
