@@ -266,7 +266,8 @@ def parse_args() -> argparse.Namespace:
                     help="folder holding Set12/, Train400/, CBSD432/ and SIDD12/ (noisy/ + clean/)")
     ap.add_argument("--sets", nargs="+", choices=list(SETS), default=list(SETS), help="which tables (default: all)")
     ap.add_argument("--models", nargs="*", default=["checkpoints/default-gray.safetensors",
-                                                      "checkpoints/default-color.safetensors"])
+                                                      "checkpoints/default-color.safetensors"],
+                    help="our checkpoints, each a row (default: the shipped gray and colour models; none: peers only)")
     ap.add_argument("--peers", nargs="*", choices=PEERS, default=list(PEERS),
                     help="published denoisers to run beside ours (default: all that are installed)")
     ap.add_argument("--sigmas", type=int, nargs="+", default=[15, 25, 50], help="Gaussian sigmas (set12, cbsd432)")
@@ -357,4 +358,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    try:
+        raise SystemExit(main())
+    except (ValueError, FileNotFoundError) as e:  # unmatched pairs, unreadable images: a message, not a traceback
+        raise SystemExit(f"error: {e}") from None
