@@ -223,7 +223,7 @@ def notes(name: str, results: dict, meta: dict, levels: list) -> list[str]:
                         "an upper bound, not a method (its s/MP is one run, the tuning not counted)")
         out += [s + "." for s in said]
     else:
-        what = "Set12" if name == "set12" else "the CBSD432 photos every training recipe holds out, in colour"
+        what = "Set12" if name == "set12" else "The CBSD432 photos every training recipe holds out, in colour"
         out.append(f"{what} ({first['images']} images), DESIGN.md protocol (8-bit clipped noisy input, "
                    f"seed = image index), {run}")
         if BM3D in results:
