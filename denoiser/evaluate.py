@@ -74,14 +74,20 @@ def _score(fn: Callable[[np.ndarray], np.ndarray], items, meta: dict) -> dict:
             "seconds_per_megapixel": t_total / (pixels / 1e6), "per_image": rows}
 
 
-def evaluate_fn(fn: Callable[[np.ndarray], np.ndarray], clean_dir: str | Path, sigma: float, seed: int = 0,
-                limit: int | None = None, noise: str | None = None) -> dict:
+def evaluate_fn(fn: Callable[[np.ndarray], np.ndarray], clean_dir: str | Path | list[Path], sigma: float,
+                seed: int = 0, limit: int | None = None, noise: str | None = None) -> dict:
     """Score any denoiser under the protocol: `fn` maps an (H, W, C) float32 image in [0, 1]
     to its denoised version. Baselines (scripts/bench_quality.py) go through the same loop as
     our models, so every number in a table was made the same way. `noise` (a spec) replaces
-    the Gaussian `sigma`. Files named as noisy are left out (`split_noisy_names`).
+    the Gaussian `sigma`. `clean_dir` is a folder, or a list of image files (a subset such as
+    a training recipe's held-out images), scored in that order. Files named as noisy are left
+    out (`split_noisy_names`).
     """
-    files, skipped = split_noisy_names(list_images(clean_dir), Path(clean_dir))
+    if isinstance(clean_dir, (str, Path)):
+        files, skipped = split_noisy_names(list_images(clean_dir), Path(clean_dir))
+    else:
+        files, skipped = [Path(p) for p in clean_dir], []
+        clean_dir = _common_folder(files)
     files = files[:limit]
     if not files:
         left = f" (left out as noisy by name: {', '.join(skipped)})" if skipped else ""
@@ -95,6 +101,11 @@ def evaluate_fn(fn: Callable[[np.ndarray], np.ndarray], clean_dir: str | Path, s
     level = {"noise": noise} if noise else {"sigma": sigma}
     left_out = {"skipped": [{"image": name, "reason": "named as noisy, not clean"} for name in skipped]}
     return _score(fn, items(), {"clean_dir": str(clean_dir), **level, "seed": seed, **(left_out if skipped else {})})
+
+
+def _common_folder(files: list[Path]) -> str:
+    parents = {str(Path(p).parent) for p in files}
+    return parents.pop() if len(parents) == 1 else f"{len(files)} files"
 
 
 def matched_pairs(noisy_dir: str | Path, clean_dir: str | Path) -> list[tuple[Path, Path]]:

