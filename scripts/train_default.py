@@ -35,6 +35,7 @@ metrics, previews, snapshots); the final weights are copied to checkpoints/ unle
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import time
 from dataclasses import replace
@@ -45,7 +46,8 @@ import torch
 from denoiser.checkpoint import load_checkpoint, save_checkpoint
 from denoiser.config import DataConfig, ModelConfig, NoiseConfig, RunConfig, TrainConfig, parse_duration
 from denoiser.nets import gray_from_color
-from denoiser.train import pack_snapshot, train
+from denoiser.revive import hidden_channels, revive
+from denoiser.train import build_data, load_run_config, make_pair, pack_snapshot, train
 
 # "camera-v1" is what "camera" meant when the shipped models were trained (config.NOISE_PRESETS).
 BLIND_MIX = "gaussian:0-75@3|camera-v1"
@@ -89,8 +91,14 @@ V2_COLOR_MIX = "gaussian:0-75|camera"
 V2_GRAY_MIX = "gaussian:0-75@3|camera"
 
 
+# Peak lr 1e-4 (DRUNet's), not the study's 1e-3: at 1e-3 Adam killed 1048 of the 1408 hidden
+# channels of the gray model's residual blocks within 38 minutes (every coarse level; see
+# denoiser/revive.py), and the model trained on as a shallow one without a sign in its loss.
+V2_LR = 1e-4
+
+
 def v2(cfg: RunConfig, seed: int, mix: str) -> RunConfig:
-    from study_arch import CANDIDATES, LR
+    from study_arch import CANDIDATES
 
     model = replace(CANDIDATES[V2_ARCH], channels=cfg.model.channels)
     # Crop 128 x 7 instead of 96 x 12: the same pixels per step (as fast, BENCHMARKS.md "Training
@@ -100,7 +108,7 @@ def v2(cfg: RunConfig, seed: int, mix: str) -> RunConfig:
     # benchmarks, and a wall-clock schedule would decay while they wait for a core.
     return replace(cfg, model=model, data=replace(cfg.data, crop=128, batch_size=7),
                    noise=replace(cfg.noise, spec=mix),
-                   train=replace(cfg.train, seed=seed, lr=LR.get(V2_ARCH, 1e-3), ema=0.999, channels_last=False,
+                   train=replace(cfg.train, seed=seed, lr=V2_LR, ema=0.999, channels_last=False,
                                  time_budget_s=V2_HOURS * 3600, budget_clock="cpu", val_interval=500,
                                  snapshot_interval=250))
 
@@ -124,6 +132,41 @@ INSTALL = {"color-base": "", "color": "", "gray": "",
            "v2-color": "", "v2-gray": ""}  # installed by hand once they beat the shipped models
 
 
+def revive_run(run: Path, recipe: RunConfig, probe_crops: int = 48) -> dict[str, int]:
+    """Revive the dead channels of `run`'s snapshot in place (the old one is kept beside it).
+
+    The probe is what the model trains on: crops of the run's own data with its own noise mix.
+    The raw weights are revived, not the EMA: the EMA restarts from them on resume. The run then
+    takes the recipe's learning rate and budget clock (its config.json is rewritten): Adam
+    restarts anyway, and the rate that killed the channels would kill them again.
+    """
+    snapshot = run / "last.safetensors"
+    if not snapshot.exists():
+        raise SystemExit(f"{snapshot} not found: nothing to revive")
+    cfg = load_run_config(run)
+    data = build_data(cfg, torch.device("cpu"))
+    gen = torch.Generator().manual_seed(cfg.train.seed + 31337)
+    picks = torch.randint(len(data.dataset), (probe_crops,), generator=gen).tolist()
+    items = [data.dataset[i] for i in picks]  # clean crops, or (noisy, clean[, is_paired]) for pairs
+    clean = torch.stack([item if isinstance(item, torch.Tensor) else item[1] for item in items])
+    _, noisy = make_pair(clean, cfg, gen)
+    model, meta = load_checkpoint(snapshot)
+    before = hidden_channels(model)
+    revived = revive(model, noisy, gen)
+    shutil.copyfile(snapshot, run / "last.pre-revive.safetensors")
+    keep = {k: v for k, v in meta.items() if k not in ("model", "format", "code_version", "param_groups")}
+    save_checkpoint(snapshot, model, **keep, revived=revived)
+    cfg_path = run / "config.json"
+    saved = json.loads(cfg_path.read_text())
+    saved["train"].update(lr=recipe.train.lr, budget_clock=recipe.train.budget_clock)
+    cfg_path.write_text(json.dumps(saved, indent=2, sort_keys=True))
+    dead = sum(revived.values())
+    print(f"revived {dead} of {before} hidden channels in {len(revived)} blocks "
+          f"({', '.join(f'{k}: {v}' for k, v in revived.items()) or 'none dead'}); "
+          f"old snapshot kept as {run / 'last.pre-revive.safetensors'}")
+    return revived
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", choices=list(RECIPES), default="color-polish",
@@ -144,6 +187,11 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
     ap.add_argument("--resume", action="store_true", help="continue the run folder's last snapshot")
     ap.add_argument("--install-as", default=None, help="where to copy the final model ('' to skip)")
+    ap.add_argument("--revive", action="store_true",
+                    help="instead of training: re-initialise the dead ReLU channels of the run folder's snapshot "
+                         "(denoiser/revive.py; the model's output is unchanged), keep the old snapshot as "
+                         "last.pre-revive.safetensors, and write a packed snapshot that --resume continues "
+                         "with fresh Adam moments")
     ap.add_argument("--pack", metavar="DIR",
                     help="instead of training: copy the run folder's config, metrics and packed snapshot "
                          "(averaged weights + progress, a quarter of the snapshot) to DIR, to commit; "
@@ -160,6 +208,9 @@ def main() -> None:
 
     cfg, folders, warm = RECIPES[args.model]
     run = Path(args.run or f"runs/default-{args.model}")
+    if args.revive:
+        revive_run(run, cfg)
+        return
     dirs = tuple(str(Path(args.datasets) / f) for f in folders)
     for d in dirs:
         if not Path(d).is_dir():
