@@ -36,12 +36,14 @@ def test_score_models_prints_a_row_per_checkpoint(tiny_checkpoint, tmp_path, cap
     for sub in ("Set12", "SIDD12/noisy", "SIDD12/clean"):
         (root / sub).mkdir(parents=True)
     Image.open(DATA / "camera.png").crop((0, 0, 64, 64)).save(root / "Set12" / "01.png")
-    shutil.copy(DATA / "noisy_astronaut.png", root / "SIDD12/noisy/00.png")
-    shutil.copy(DATA / "astronaut.png", root / "SIDD12/clean/00.png")
+    for pair in ("00", "01"):  # one for each half of the SIDD12 split
+        shutil.copy(DATA / "noisy_astronaut.png", root / f"SIDD12/noisy/{pair}.png")
+        shutil.copy(DATA / "astronaut.png", root / f"SIDD12/clean/{pair}.png")
     assert score_models.main([str(tiny_checkpoint), "--datasets", str(root)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("| model | step") and len(lines) == 3
     cells = [c.strip() for c in lines[2].strip("|").split("|")]
-    assert cells[1] == "8" and all(10 < float(v) < 60 for v in cells[4:])  # step, then four PSNRs
+    assert cells[1] == "8" and len(cells) == 10 and all(10 < float(v) < 60 for v in cells[4:])  # step, six PSNRs
+    assert cells[7] == cells[8] == cells[9]  # all pairs, and each half, hold the same image here
     with pytest.raises(SystemExit, match="not found"):
         score_models.main([str(tmp_path / "nope.safetensors"), "--datasets", str(root)])
