@@ -115,7 +115,7 @@ class TrainConfig:
     ssim_weight: float = 0.0  # adds ssim_weight * (1 - SSIM) to the loss
     grad_clip: float = 1.0  # max gradient norm; 0 = off
     ema: float = 0.0  # EMA decay of weights, e.g. 0.999; 0 = off
-    amp: str = "auto"  # auto (bf16 on CUDA, off on CPU) | bf16 | fp16 | off
+    amp: str = "auto"  # auto (bf16 on CUDA and on CPUs with native bf16, else off) | bf16 | fp16 | off
     channels_last: bool = False
     seed: int = 0
     device: str = "auto"  # auto -> cuda when available, else cpu

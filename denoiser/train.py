@@ -191,10 +191,22 @@ def _record_step(line: str) -> int:
         return 1 << 62
 
 
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX): there bf16 autocast made a
+    training step of the v2 model 1.95x faster (BENCHMARKS.md); elsewhere it is emulated, and slower."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
+def amp_mode(cfg: RunConfig, device: torch.device) -> str:
+    """What `amp` resolves to on `device`: "auto" is bf16 on CUDA and on CPUs with native bf16."""
+    if cfg.train.amp != "auto":
+        return cfg.train.amp
+    return "bf16" if device.type == "cuda" or (device.type == "cpu" and cpu_has_fast_bf16()) else "off"
+
+
 def _autocast(cfg: RunConfig, device: torch.device):
-    amp = cfg.train.amp
-    if amp == "auto":
-        amp = "bf16" if device.type == "cuda" else "off"
+    amp = amp_mode(cfg, device)
     if amp == "off":
         return contextlib.nullcontext, None
     if amp not in ("bf16", "fp16"):
@@ -267,7 +279,7 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, init: str |
 
     loader = make_loader(data.dataset, cfg.data, step * cfg.data.batch_size,
                          max(0, steps - step) * cfg.data.batch_size, rank, world)
-    meta = {"run": to_dict(cfg), "parameters": count_parameters(model),
+    meta = {"run": to_dict(cfg), "parameters": count_parameters(model), "amp": amp_mode(cfg, device),
             "total_steps": steps if cfg.train.time_budget_s <= 0 else None}  # a time budget knows no step count
     if init_meta is not None:
         meta["init"] = {"path": str(init), "metrics": init_meta.get("metrics")}

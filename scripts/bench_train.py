@@ -88,16 +88,19 @@ def cpu_study(arch: str, steps: int, warmup: int) -> None:
 
     from study_arch import CANDIDATES
 
+    from denoiser.train import cpu_has_fast_bf16
+
     base = replace(train_default.COLOR_BASE, model=CANDIDATES[arch])
     print(f"{arch}: {CANDIDATES[arch]}; torch {torch.__version__}; {platform.processor() or 'CPU'}")
     print("| layout | processes x threads | batch x crop | images/s | Mpx/s | vs first row |")
     print("|---|---|---|---:|---:|---:|")
     first = None
 
-    def row(label: str, procs: int, threads: int, batch: int, crop: int, cl: bool, comp: bool) -> None:
+    def row(label: str, procs: int, threads: int, batch: int, crop: int, cl: bool, comp: bool,
+            amp: str = "off") -> None:
         nonlocal first
         cfg = replace(base, data=replace(base.data, batch_size=batch, crop=crop))
-        job = ("cpu", "off", cl, comp, steps, warmup, cfg, threads)
+        job = ("cpu", amp, cl, comp, steps, warmup, cfg, threads)
         if procs == 1:
             ips = bench_step(*job)
         else:
@@ -115,6 +118,10 @@ def cpu_study(arch: str, steps: int, warmup: int) -> None:
     row("channels-last", 2, 1, 12, 96, True, False)
     for batch, crop in ((27, 64), (7, 128), (3, 192)):
         row("channels-last", 1, 1, batch, crop, True, False)
+    # bf16 autocast: fp32 master weights, convs in bf16; native on AVX512-BF16 / AMX CPUs only
+    # (train.cpu_has_fast_bf16), where the trainer's amp "auto" picks it
+    row(f"contiguous, bf16 autocast (native bf16: {cpu_has_fast_bf16()})", 1, 1, 7, 128, False, False, "bf16")
+    row(f"contiguous, bf16 autocast (native bf16: {cpu_has_fast_bf16()})", 2, 1, 7, 128, False, False, "bf16")
 
 
 def main() -> None:

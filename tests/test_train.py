@@ -388,3 +388,15 @@ def test_a_packed_snapshot_is_a_quarter_of_the_size_and_resumes_the_schedule(tmp
     lrs = [r["lr"] for r in recs if "lr" in r]
     assert lrs[0] < lrs[1]  # fresh Adam moments ramp up again instead of jumping at full rate
     assert recs[-1]["val_psnr"] > 0
+
+
+def test_amp_auto_is_bf16_exactly_where_the_cpu_computes_it_natively(tmp_path):
+    from denoiser.train import amp_mode, cpu_has_fast_bf16
+
+    cfg = tiny_run_config(steps=2)
+    cpu = torch.device("cpu")
+    assert amp_mode(cfg, cpu) == ("bf16" if cpu_has_fast_bf16() else "off")
+    assert amp_mode(cfg, torch.device("cuda")) == "bf16"
+    assert amp_mode(replace(cfg, train=replace(cfg.train, amp="off")), cpu) == "off"
+    final = train(cfg, tmp_path / "run", progress=False)
+    assert read_metadata(final)["amp"] == amp_mode(cfg, cpu)  # the checkpoint says how it was trained
