@@ -287,6 +287,9 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, init: str |
     budget = cfg.train.time_budget_s
     bar = Progress(steps, step, progress and main_rank)
     pixels_per_step = cfg.data.batch_size * world * cfg.data.crop**2
+    # Legs of one run may differ in batch or crop (a GPU leg trains larger batches): count what
+    # each leg saw, on top of what the snapshot says was seen before it.
+    pixels_before = int(read_metadata(snapshot).get("pixels_seen", step * pixels_per_step)) if resume else 0
     best = -math.inf
     if main_rank and (run_dir / "best.safetensors").exists() and resume:
         best = read_metadata(run_dir / "best.safetensors").get("metrics", {}).get("val_psnr", best)
@@ -306,7 +309,7 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, init: str |
         return lr
 
     def progress_meta() -> dict:  # what a run records of its length, in every checkpoint
-        return {"step": step, "elapsed_s": round(elapsed(), 3), "pixels_seen": step * pixels_per_step}
+        return {"step": step, "elapsed_s": round(elapsed(), 3), "pixels_seen": pixels_before + (step - step0) * pixels_per_step}
 
     def validate() -> dict:
         if ema:

@@ -400,3 +400,15 @@ def test_amp_auto_is_bf16_exactly_where_the_cpu_computes_it_natively(tmp_path):
     assert amp_mode(replace(cfg, train=replace(cfg.train, amp="off")), cpu) == "off"
     final = train(cfg, tmp_path / "run", progress=False)
     assert read_metadata(final)["amp"] == amp_mode(cfg, cpu)  # the checkpoint says how it was trained
+
+
+def test_pixels_seen_adds_up_each_leg_at_its_own_batch(tmp_path):
+    run = tmp_path / "run"
+    cfg = tiny_run_config(steps=8)
+    train(cfg, run, progress=False, callback=lambda rec: rec["step"] >= 4)  # a leg of 4 steps at batch 4
+    saved = json.loads((run / "config.json").read_text())
+    saved["data"]["batch_size"] = 2  # the next leg trains another batch (as a GPU leg does)
+    (run / "config.json").write_text(json.dumps(saved))
+    final = train(cfg, run, resume=True, progress=False)
+    crop2 = cfg.data.crop**2
+    assert read_metadata(final)["pixels_seen"] == 4 * 4 * crop2 + (8 - 4) * 2 * crop2
