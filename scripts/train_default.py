@@ -212,7 +212,7 @@ def main() -> None:
         revive_run(run, cfg)
         return
     dirs = tuple(str(Path(args.datasets) / f) for f in folders)
-    for d in dirs:
+    for d in dirs if not args.resume else ():  # a resumed run reads the data its config.json names
         if not Path(d).is_dir():
             raise SystemExit(f"{d} not found: pass --datasets pointing at the folder that holds {', '.join(folders)}")
     budget = parse_duration(args.time_budget) if args.time_budget else cfg.train.time_budget_s

@@ -412,3 +412,20 @@ def test_pixels_seen_adds_up_each_leg_at_its_own_batch(tmp_path):
     final = train(cfg, run, resume=True, progress=False)
     crop2 = cfg.data.crop**2
     assert read_metadata(final)["pixels_seen"] == 4 * 4 * crop2 + (8 - 4) * 2 * crop2
+
+
+def test_a_half_packed_snapshot_is_half_a_packed_one_and_resumes_in_float32(tmp_path):
+    from denoiser.train import pack_snapshot
+
+    cfg = tiny_run_config(steps=8)
+    run = tmp_path / "run"
+    train(cfg, run, progress=False, callback=lambda rec: rec["step"] >= 4)
+    full = pack_snapshot(run / "last.safetensors", tmp_path / "full.safetensors")
+    half = pack_snapshot(run / "last.safetensors", tmp_path / "half.safetensors", half=True)
+    assert half.stat().st_size < 0.6 * full.stat().st_size
+    a, _ = load_checkpoint(full)
+    b, _ = load_checkpoint(half)
+    for (k, v), w in zip(a.state_dict().items(), b.state_dict().values()):
+        assert w.dtype == torch.float32 and torch.allclose(v, w, rtol=1e-3, atol=1e-6), k
+    (run / "last.safetensors").write_bytes(half.read_bytes())
+    assert read_metadata(train(cfg, run, resume=True, progress=False))["step"] == 8
