@@ -5,7 +5,7 @@
 
 Each fork is a copy of the run folder (weights, optimizer, EMA, schedule position and data
 order) whose config.json names another noise spec; all forks then continue at once, one thread
-each, for the same wall time, so they get the same CPU time, see the same crops and differ
+each, for the same CPU time (each process counts its own), see the same crops and differ
 only in their noise. Afterwards each is scored (scripts/score_models.py: Set12 sigma 15/25/50
 and the real SIDD12 pairs; development sets, never trained on). The winning fork's folder can
 continue as the run itself. Prints the Markdown table BENCHMARKS.md records.
@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--recipe", default="v2-color", help="scripts/train_default.py --model of that run")
     ap.add_argument("--datasets", type=Path, required=True)
     ap.add_argument("--mix", nargs="+", required=True, metavar="NAME=SPEC", help="one fork per NAME=SPEC")
-    ap.add_argument("--leg", default="45m", help="wall time every fork trains for")
+    ap.add_argument("--leg", default="45m", help="CPU time every fork trains for (each counts its own, so "
+                                                 "forks get equal training however loaded the machine is)")
     args = ap.parse_args(argv)
     if not (args.run / "last.safetensors").is_file():
         raise SystemExit(f"no snapshot to fork: {args.run / 'last.safetensors'}")
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     procs = [subprocess.Popen([sys.executable, str(ROOT / "scripts" / "train_default.py"), "--model", args.recipe,
                                "--run", str(f), "--datasets", str(args.datasets), "--threads", "1", "--resume",
-                               "--leg", args.leg], stdout=open(f / "train.out", "w"), stderr=subprocess.STDOUT,
+                               "--leg", args.leg, "--leg-clock", "cpu"], stdout=open(f / "train.out", "w"), stderr=subprocess.STDOUT,
                               env=env)
              for f in forks]
     failed = [str(f) for f, p in zip(forks, procs) if p.wait() != 0]

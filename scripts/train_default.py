@@ -184,6 +184,9 @@ def main() -> None:
     ap.add_argument("--leg", metavar="DURATION",
                     help="stop this process after this wall time, with a snapshot, before the run is done "
                          "(a recipe whose --time-budget spans sessions); --resume continues the same schedule")
+    ap.add_argument("--leg-clock", choices=("wall", "cpu"), default="wall",
+                    help="what --leg counts: wall time, or this process's CPU seconds (legs that must get "
+                         "equal training on a shared machine, such as the forks of scripts/study_mix.py)")
     ap.add_argument("--threads", type=int, default=0, help="CPU threads (0 = torch default)")
     ap.add_argument("--resume", action="store_true", help="continue the run folder's last snapshot")
     ap.add_argument("--install-as", default=None, help="where to copy the final model ('' to skip)")
@@ -234,10 +237,12 @@ def main() -> None:
                                    converted_from=str(source), metrics=meta.get("metrics"))
     t0 = time.time()
     leg = parse_duration(args.leg) if args.leg else None
+    leg_clock = time.process_time if args.leg_clock == "cpu" else time.time
+    leg_start = leg_clock()
     leg_over = []
 
     def end_of_leg(rec: dict) -> bool:
-        if leg is not None and time.time() - t0 >= leg:
+        if leg is not None and leg_clock() - leg_start >= leg:
             leg_over.append(rec["step"])
         return bool(leg_over)
 

@@ -169,6 +169,23 @@ def test_a_leg_stops_early_and_resume_continues_the_schedule(datasets, tmp_path)
     assert second["run"]["train"]["time_budget_s"] == 3600.0
 
 
+@pytest.mark.skipif(shutil.which("taskset") is None, reason="needs taskset to share one core")
+def test_a_cpu_clocked_leg_counts_cpu_seconds_not_waiting(datasets, tmp_path):
+    """Sharing one core with a busy loop, a 2 s CPU leg takes about 4 s of wall time."""
+    hog = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-c", "while True: pass"])
+    try:
+        proc = subprocess.run(["taskset", "-c", "0", sys.executable, str(REPO / "scripts/train_default.py"),
+                               "--model", "color-base", "--datasets", str(datasets), "--threads", "1",
+                               "--run", str(tmp_path / "run"), "--install-as", "", "--time-budget", "1h",
+                               "--leg", "2s", "--leg-clock", "cpu"], cwd=REPO, capture_output=True, text=True,
+                              timeout=600)
+        assert proc.returncode == 0 and "leg over" in proc.stdout, proc.stdout + proc.stderr
+    finally:
+        hog.kill()
+    wall = read_metadata(tmp_path / "run" / "last.safetensors")["elapsed_s"]  # color-base's budget clock is wall
+    assert wall >= 3.2
+
+
 def test_a_packed_leg_travels_in_git_and_resumes(datasets, tmp_path):
     """--pack writes what a session commits (checkpoints/wip/); copied back, --resume goes on."""
     run_dir = tmp_path / "run"
