@@ -41,6 +41,9 @@ DEFAULT_MEMORY_MB = 1024  # activations of one backend call; whole-process peak 
 # A non-blind model says so in its config ("model" metadata) and takes the noise level as one
 # extra input channel, constant sigma/255 (the FFDNet convention). Our shipped models are blind.
 NOISE_LEVEL_KEY = "noise_level_input"
+# A denoiser's output is an image in [0, 1]; values far outside it (or NaN, infinity) come from
+# broken weights, and clipped they would pass for a black or white image.
+OUTPUT_BOUND = 64.0
 
 
 def shipped_gray_companion(path: str | Path) -> Path | None:
@@ -206,7 +209,7 @@ class Denoiser:
         if self.gray_path is not None and _is_gray(arr):
             out = self._gray_model().denoise_array(np.ascontiguousarray(arr[..., :1]), strength, sigma, progress)
             return out if arr.shape[2] == 1 else np.repeat(out, arr.shape[2], axis=2)
-        run = self._runner(arr.shape[2], sigma)
+        run = _checked(self._runner(arr.shape[2], sigma), Path(self.info.path).name)
         if strength == 0.0:
             return arr.copy()
         out = denoise_tiled(run, arr, self.tile, self.info.receptive_field, self.info.alignment, self.tile_batch,
@@ -312,9 +315,35 @@ def _is_gray(arr: np.ndarray) -> bool:
     return True
 
 
+def _checked(run: Callable[[np.ndarray], np.ndarray], name: str) -> Callable[[np.ndarray], np.ndarray]:
+    """`run`, refusing outputs that are not finite or far outside [0, 1] (see OUTPUT_BOUND)."""
+    def checked(x: np.ndarray) -> np.ndarray:
+        y = run(x)
+        lo, hi = float(y.min()), float(y.max())  # NaN propagates and fails the test below
+        if not (-OUTPUT_BOUND <= lo and hi <= 1.0 + OUTPUT_BOUND):
+            raise ValueError(f"{name} gave values that are not finite or far outside an image's range "
+                             f"({lo:.3g} to {hi:.3g}): the model's weights are broken")
+        return y
+    return checked
+
+
 def _info(path: Path, kind: str, meta: dict, precision: str) -> ModelInfo:
-    return ModelInfo(str(path), kind, meta["model"]["channels"], meta["alignment"], meta["receptive_field"],
-                     precision, meta)
+    """ModelInfo from an export's metadata, each field checked: the file may come from anyone."""
+    from .config import ModelConfig, from_dict
+    from .nets import check_config
+
+    try:
+        check_config(from_dict(ModelConfig, meta["model"]))
+        channels, alignment, margin = meta["model"]["channels"], meta["alignment"], meta["receptive_field"]
+        numbers = [alignment, margin, meta.get("activation_bytes_per_pixel", 1)]
+        if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in numbers) or not (
+                isinstance(alignment, int) and isinstance(margin, int) and 1 <= alignment <= 1 << 16
+                and 0 <= margin <= 1 << 20 and 0 < numbers[2] < 1 << 30):
+            raise ValueError(f"alignment {alignment!r}, receptive field {margin!r} or bytes per pixel "
+                             f"{numbers[2]!r} out of range")
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: damaged denoiser metadata ({type(e).__name__}: {e})") from None
+    return ModelInfo(str(path), kind, channels, alignment, margin, precision, meta)
 
 
 def onnx_for_checkpoint(path: Path, model: Any = None) -> Path:
