@@ -138,3 +138,16 @@ def test_the_real_disk_limits_are_sane(tiny_checkpoint, tmp_path):
     assert 20 * MAX_UPLOAD_MB * 2**20 <= MAX_REQUEST_BYTES <= 4 << 30
     every, age = build_ui(tiny_checkpoint, runs_dir=tmp_path / "runs").delete_cache  # Gradio's upload cache
     assert 0 < every <= 3600 and 0 < age <= RESULTS_MAX_AGE_S
+
+
+def test_a_model_that_cannot_be_used_is_named_without_its_server_folder(tmp_path):
+    import gradio as gr
+
+    from denoiser.ui_batch import denoise_batch
+
+    (tmp_path / "garbage.onnx").write_bytes(bytes(range(256)) * 40)
+    (tmp_path / "in.png").write_bytes((DATA / "camera.png").read_bytes())
+    with pytest.raises(gr.Error) as refused:
+        denoise_batch([str(tmp_path / "in.png")], 1.0, str(tmp_path / "garbage.onnx"), "auto")
+    assert "garbage.onnx: not a readable ONNX file" in refused.value.message
+    assert str(tmp_path) not in refused.value.message

@@ -155,3 +155,15 @@ def test_a_start_that_fails_keeps_no_run_folder_and_no_unpacked_data(runs, tmp_p
                        runs, None)
     assert str(tmp_path) not in str(refused.value)
     assert not runs.exists() or not list(runs.iterdir())
+
+
+def test_clashing_and_overlong_names_in_a_training_zip_are_skipped_and_said(tmp_path):
+    png = (DATA / "camera.png").read_bytes()
+    z = tmp_path / "photos.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        for name in ("a.png", "a.png/b.png", "z" * 300 + ".png", "c.png"):
+            zf.writestr(name, png)
+    src = resolve_source("clean-zip", str(z), None, None, tmp_path / "work")
+    assert src.description.startswith("2 clean images from photos.zip")
+    assert "2 member(s) skipped: a.png/b.png: the archive also holds a file named a.png" in src.description
+    assert "longer than 255 bytes" in src.description and str(tmp_path) not in src.description
