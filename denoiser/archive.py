@@ -53,10 +53,11 @@ class ByteBudget:
     def __init__(self, limit: int = MAX_REQUEST_BYTES):
         self.limit, self.used = int(limit), 0
 
-    def take(self, n: int, what: str) -> None:
-        """Count `n` more bytes of `what`, or raise ArchiveError (nothing counted) past the limit."""
+    def take(self, n: int, what: str, taken_by_what: int = 0) -> None:
+        """Count `n` more bytes of `what` (which has `taken_by_what` already), or raise
+        ArchiveError (nothing counted) past the limit."""
         if self.used + n > self.limit:
-            shared = " with the other files of this request" if self.used else ""
+            shared = " with the other files of this request" if self.used > taken_by_what else ""
             raise ArchiveError(f"{what} expands to more than {format_bytes(self.limit)}{shared}; "
                                "the limit guards the server's disk")
         self.used += n
@@ -145,7 +146,7 @@ class _Extraction:
             with self.zf.open(m) as src, open(dest, "xb") as dst:  # "x": never over an existing file
                 opened = True
                 while chunk := src.read(CHUNK):
-                    self.budget.take(len(chunk), self.archive_name)
+                    self.budget.take(len(chunk), self.archive_name, self.out.bytes + written)
                     written += len(chunk)
                     dst.write(chunk)
         except BaseException:

@@ -94,7 +94,7 @@ def test_disk_is_bounded_per_request_and_freed_when_the_batch_ends(tiny_checkpoi
 
     table = {row[0]: dict(zip(TABLE_HEADERS, row)) for row in rows}
     for name in ("bomb1.zip", "bomb2.zip"):
-        assert "expands to more than 2.0 MiB" in table[name]["reason"]
+        assert "expands to more than 2.0 MiB; the limit" in table[name]["reason"]
     assert "with the other files of this request" in table["half2.zip"]["reason"]
     assert table["half1/h1.png"]["status"] == "ok" and "not an image" in table["half1/pad.bin"]["reason"]
     with zipfile.ZipFile(archive) as zf:
