@@ -321,10 +321,19 @@ def _checked(run: Callable[[np.ndarray], np.ndarray], name: str) -> Callable[[np
         y = run(x)
         lo, hi = float(y.min()), float(y.max())  # NaN propagates and fails the test below
         if not (-OUTPUT_BOUND <= lo and hi <= 1.0 + OUTPUT_BOUND):
+            if not np.isfinite(x).all():  # a caller's float array, not the model, is to blame
+                raise ValueError("the image holds values that are not finite (NaN or infinity)")
             raise ValueError(f"{name} gave values that are not finite or far outside an image's range "
                              f"({lo:.3g} to {hi:.3g}): the model's weights are broken")
         return y
     return checked
+
+
+def _bounded_int(meta: dict, key: str, lo: int, hi: int) -> int:
+    value = meta[key]
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ValueError(f"{key} {value!r} is not an integer in {lo}..{hi}")
+    return value
 
 
 def _info(path: Path, kind: str, meta: dict, precision: str) -> ModelInfo:
@@ -334,16 +343,14 @@ def _info(path: Path, kind: str, meta: dict, precision: str) -> ModelInfo:
 
     try:
         check_config(from_dict(ModelConfig, meta["model"]))
-        channels, alignment, margin = meta["model"]["channels"], meta["alignment"], meta["receptive_field"]
-        numbers = [alignment, margin, meta.get("activation_bytes_per_pixel", 1)]
-        if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in numbers) or not (
-                isinstance(alignment, int) and isinstance(margin, int) and 1 <= alignment <= 1 << 16
-                and 0 <= margin <= 1 << 20 and 0 < numbers[2] < 1 << 30):
-            raise ValueError(f"alignment {alignment!r}, receptive field {margin!r} or bytes per pixel "
-                             f"{numbers[2]!r} out of range")
+        alignment = _bounded_int(meta, "alignment", 1, 1 << 16)
+        margin = _bounded_int(meta, "receptive_field", 0, 1 << 20)
+        per_pixel = meta.get("activation_bytes_per_pixel", 1.0)
+        if isinstance(per_pixel, bool) or not isinstance(per_pixel, (int, float)) or not 0 < per_pixel < 1 << 30:
+            raise ValueError(f"activation_bytes_per_pixel {per_pixel!r} is out of range")
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"{path}: damaged denoiser metadata ({type(e).__name__}: {e})") from None
-    return ModelInfo(str(path), kind, channels, alignment, margin, precision, meta)
+    return ModelInfo(str(path), kind, meta["model"]["channels"], alignment, margin, precision, meta)
 
 
 def onnx_for_checkpoint(path: Path, model: Any = None) -> Path:

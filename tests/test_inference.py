@@ -278,6 +278,8 @@ def test_outputs_that_are_not_finite_are_refused_not_written(tiny_checkpoint, tm
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
     with pytest.raises(ValueError, match="not finite or far outside an image's range"):
         Denoiser.load(broken, backend="torch")(np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(ValueError, match="the image holds values that are not finite"):  # not the model's fault
+        Denoiser.load(tiny_checkpoint, backend="torch")(np.full((8, 8, 3), np.nan, np.float32))
 
 
 def test_onnx_files_that_are_not_our_exports_get_a_message(tiny_onnx, tmp_path, capsys):
