@@ -60,7 +60,11 @@ class OnnxRuntimeBackend:
                 raise RuntimeError(f"ONNX Runtime here lacks {', '.join(missing)} (it has {', '.join(available)})")
         else:
             wanted = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
-        self.session = ort.InferenceSession(str(path), opts, providers=wanted)
+        try:
+            self.session = ort.InferenceSession(str(path), opts, providers=wanted)
+        except Exception as e:  # a graph ONNX Runtime cannot run: say so in a line, not a traceback
+            first_line = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            raise RuntimeError(f"{Path(path).name}: ONNX Runtime cannot load this file ({first_line})") from None
         self.providers = self.session.get_providers()
         self.input_name = self.session.get_inputs()[0].name
         self.precision = precision or meta.get("precision", "fp32")

@@ -206,11 +206,21 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, cfg: ExportConfig
 
 
 def read_onnx_metadata(path: str | Path) -> dict:
-    """The "denoiser" metadata of an exported ONNX file (model config, alignment, precision...)."""
+    """The "denoiser" metadata of an exported ONNX file (model config, alignment, precision...);
+    ValueError with a message for a file that is not one (damaged, foreign, no metadata)."""
     import onnx
 
-    proto = onnx.load(str(path), load_external_data=False)
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # protobuf's DecodeError and friends: the file is not an ONNX model
+        raise ValueError(f"{path}: not a readable ONNX file ({type(e).__name__})") from None
     props = {p.key: p.value for p in proto.metadata_props}
     if "denoiser" not in props:
         raise ValueError(f"{path}: ONNX file without denoiser metadata (export it with `denoiser export`)")
-    return json.loads(props["denoiser"])
+    try:
+        meta = json.loads(props["denoiser"])
+    except ValueError:
+        meta = None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: damaged denoiser metadata in the ONNX file (not a JSON object)")
+    return meta

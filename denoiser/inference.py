@@ -41,6 +41,9 @@ DEFAULT_MEMORY_MB = 1024  # activations of one backend call; whole-process peak 
 # A non-blind model says so in its config ("model" metadata) and takes the noise level as one
 # extra input channel, constant sigma/255 (the FFDNet convention). Our shipped models are blind.
 NOISE_LEVEL_KEY = "noise_level_input"
+# A denoiser's output is an image in [0, 1]; values far outside it (or NaN, infinity) come from
+# broken weights, and clipped they would pass for a black or white image.
+OUTPUT_BOUND = 64.0
 
 
 def shipped_gray_companion(path: str | Path) -> Path | None:
@@ -206,7 +209,7 @@ class Denoiser:
         if self.gray_path is not None and _is_gray(arr):
             out = self._gray_model().denoise_array(np.ascontiguousarray(arr[..., :1]), strength, sigma, progress)
             return out if arr.shape[2] == 1 else np.repeat(out, arr.shape[2], axis=2)
-        run = self._runner(arr.shape[2], sigma)
+        run = _checked(self._runner(arr.shape[2], sigma), Path(self.info.path).name)
         if strength == 0.0:
             return arr.copy()
         out = denoise_tiled(run, arr, self.tile, self.info.receptive_field, self.info.alignment, self.tile_batch,
@@ -312,9 +315,42 @@ def _is_gray(arr: np.ndarray) -> bool:
     return True
 
 
+def _checked(run: Callable[[np.ndarray], np.ndarray], name: str) -> Callable[[np.ndarray], np.ndarray]:
+    """`run`, refusing outputs that are not finite or far outside [0, 1] (see OUTPUT_BOUND)."""
+    def checked(x: np.ndarray) -> np.ndarray:
+        y = run(x)
+        lo, hi = float(y.min()), float(y.max())  # NaN propagates and fails the test below
+        if not (-OUTPUT_BOUND <= lo and hi <= 1.0 + OUTPUT_BOUND):
+            if not np.isfinite(x).all():  # a caller's float array, not the model, is to blame
+                raise ValueError("the image holds values that are not finite (NaN or infinity)")
+            raise ValueError(f"{name} gave values that are not finite or far outside an image's range "
+                             f"({lo:.3g} to {hi:.3g}): the model's weights are broken")
+        return y
+    return checked
+
+
+def _bounded_int(meta: dict, key: str, lo: int, hi: int) -> int:
+    value = meta[key]
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise ValueError(f"{key} {value!r} is not an integer in {lo}..{hi}")
+    return value
+
+
 def _info(path: Path, kind: str, meta: dict, precision: str) -> ModelInfo:
-    return ModelInfo(str(path), kind, meta["model"]["channels"], meta["alignment"], meta["receptive_field"],
-                     precision, meta)
+    """ModelInfo from an export's metadata, each field checked: the file may come from anyone."""
+    from .config import ModelConfig, from_dict
+    from .nets import check_config
+
+    try:
+        check_config(from_dict(ModelConfig, meta["model"]))
+        alignment = _bounded_int(meta, "alignment", 1, 1 << 16)
+        margin = _bounded_int(meta, "receptive_field", 0, 1 << 20)
+        per_pixel = meta.get("activation_bytes_per_pixel", 1.0)
+        if isinstance(per_pixel, bool) or not isinstance(per_pixel, (int, float)) or not 0 < per_pixel < 1 << 30:
+            raise ValueError(f"activation_bytes_per_pixel {per_pixel!r} is out of range")
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: damaged denoiser metadata ({type(e).__name__}: {e})") from None
+    return ModelInfo(str(path), kind, meta["model"]["channels"], alignment, margin, precision, meta)
 
 
 def onnx_for_checkpoint(path: Path, model: Any = None) -> Path:

@@ -24,6 +24,9 @@ MAX_UPLOAD_MB = 50
 DENOISE_CONCURRENCY = 2  # denoise + batch calls running at once; the rest wait in the queue
 QUEUE_SIZE = 64  # more waiting callers than this are told the server is busy
 PLOT_HEIGHT = 220
+# Gradio keeps every upload in its cache until the server stops: check hourly, delete those older
+# than the results they gave (ui_denoise.RESULTS_MAX_AGE_S), so uploads cannot fill the disk.
+UPLOAD_CACHE_PRUNE = (3600, 24 * 3600)  # (every N seconds, files older than N seconds)
 
 
 def launch_options(max_upload_mb: float = MAX_UPLOAD_MB) -> dict:
@@ -110,7 +113,7 @@ def build_ui(model_path: str | Path | None = None, backend: str = "auto", runs_d
     def export(state):
         return ui_train.export(state["run_dir"])
 
-    with gr.Blocks(title="denoiser", analytics_enabled=False) as demo:
+    with gr.Blocks(title="denoiser", analytics_enabled=False, delete_cache=UPLOAD_CACHE_PRUNE) as demo:
         choice = gr.State({"path": model, "backend": backend})
         result = gr.State({})
         reference = gr.State(None)

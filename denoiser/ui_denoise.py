@@ -49,8 +49,9 @@ def load_for_ui(path: str, backend: str) -> Denoiser:
         raise gr.Error("Choose a model first.")
     try:
         return get_denoiser(path, backend)
-    except (OSError, ValueError, RuntimeError, ImportError) as e:
-        raise gr.Error(f"Cannot use the model {Path(path).name} on {backend}: {e}") from None
+    except (OSError, ValueError, RuntimeError, ImportError) as e:  # named by file, not by the server's folders
+        reason = str(e).replace(str(Path(path).parent) + os.sep, "")
+        raise gr.Error(f"Cannot use the model {Path(path).name} on {backend}: {reason}") from None
 
 
 def describe_model(path: str, backend: str) -> str:

@@ -11,6 +11,7 @@ a run is going follows that run.
 from __future__ import annotations
 
 import functools
+import shutil
 import threading
 import time
 from dataclasses import dataclass
@@ -103,11 +104,15 @@ def start(form: TrainForm, runs_dir: str | Path, data_root: str | Path | None) -
                  "val_count": _positive("validation crops", form.val_count)}
         build_run_config(form, DataConfig(**sizes))  # the whole form is checked before any upload is unpacked
         run_dir = new_run_dir(Path(runs_dir))
-        src = resolve_source(form.source, form.zip_path, form.folder, data_root, run_dir / "data",
-                             form.mix_procedural)
-        data = DataConfig(clean_dirs=src.clean_dirs, pairs=src.pairs, procedural=src.procedural, **sizes)
-        cfg = build_run_config(form, data)
-        job = TrainingJob(cfg, run_dir, init=form.init or None).start()
+        try:
+            src = resolve_source(form.source, form.zip_path, form.folder, data_root, run_dir / "data",
+                                 form.mix_procedural)
+            data = DataConfig(clean_dirs=src.clean_dirs, pairs=src.pairs, procedural=src.procedural, **sizes)
+            cfg = build_run_config(form, data)
+            job = TrainingJob(cfg, run_dir, init=form.init or None).start()
+        except BaseException:  # a run that did not start keeps no folder (nor its unpacked upload)
+            shutil.rmtree(run_dir, ignore_errors=True)
+            raise
         _jobs[str(run_dir)] = job
     start_from = Path(form.init).name if form.init else "a new model"
     return str(run_dir), f"Started **{run_dir.name}** from {start_from} on {src.description}."

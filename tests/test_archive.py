@@ -54,3 +54,75 @@ def test_zip_folder_round_trips_the_tree(tmp_path):
     z = zip_folder(tmp_path / "src", tmp_path / "out.zip")
     with zipfile.ZipFile(z) as zf:
         assert sorted(zf.namelist()) == ["a.png", "sub/b.png"] and zf.read("sub/b.png") == b"b"
+
+
+def bomb(path, members: int, size: int):
+    """`members` files of `size` zero bytes each, deflated: a small zip that expands a lot
+    (the issue's 5 MB zip of five 1 GiB members, scaled down)."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("keep/ok.png", b"fine")
+        for i in range(members):
+            zf.writestr(f"deep/er/zeros{i}.bin", b"\0" * size)
+    return path
+
+
+def test_a_refused_archive_leaves_nothing_behind(tmp_path):
+    z = bomb(tmp_path / "bomb.zip", 5, 1 << 20)
+    assert z.stat().st_size < 64 << 10
+    with pytest.raises(ArchiveError, match="expands to more than") as refused:
+        extract_zip(z, tmp_path / "out", max_total_bytes=9 << 19)  # 4.5 MiB: four members fit, the fifth not
+    assert not (tmp_path / "out").exists()  # the four members written before the limit are gone too
+    assert "4.5 MiB; the limit guards" in str(refused.value)  # no other files in this request
+    existing = tmp_path / "existing"
+    (existing / "mine").mkdir(parents=True)
+    with pytest.raises(ArchiveError):
+        extract_zip(z, existing, max_total_bytes=9 << 19)
+    assert [p.name for p in existing.rglob("*")] == ["mine"]  # a folder it did not make is kept, as is its content
+
+
+def test_the_byte_budget_counts_across_the_files_of_a_request(tmp_path):
+    from denoiser.archive import ByteBudget
+
+    budget = ByteBudget(3 << 20)
+    first = extract_zip(bomb(tmp_path / "a.zip", 2, 1 << 20), tmp_path / "a", budget=budget)
+    assert len(first.files) == 3 and budget.used == first.bytes == (2 << 20) + 4
+    with pytest.raises(ArchiveError, match="with the other files of this request"):
+        extract_zip(bomb(tmp_path / "b.zip", 2, 1 << 20), tmp_path / "b", budget=budget)  # alone it would fit
+    assert not (tmp_path / "b").exists() and budget.used == first.bytes  # what b wrote is deleted and given back
+    assert all(p.is_file() for p in first.files)
+    assert extract_zip(bomb(tmp_path / "c.zip", 0, 0), tmp_path / "c", budget=budget).files  # room for small ones
+
+
+def test_clashing_duplicate_and_overlong_names_are_rows_not_errors(tmp_path):
+    long_part = "x" * 256 + ".png"
+    wide = "é" * 128 + ".png"  # 132 characters, 260 bytes in UTF-8
+    with zipfile.ZipFile(tmp_path / "odd.zip", "w") as zf, pytest.warns(UserWarning, match="Duplicate name"):
+        for name, data in [("a.png", b"a"), ("a.png/b.png", b"b"), ("c/d.png", b"d"), ("c", b"c"),
+                           ("dup.png", b"first"), ("dup.png", b"second"), ("./dup.png", b"third"),
+                           (long_part, b"l"), (f"dir/{long_part}/e.png", b"e"), (wide, b"w"), ("fine.png", b"f")]:
+            zf.writestr(name, data)
+    got = extract_zip(tmp_path / "odd.zip", tmp_path / "out")
+    out = tmp_path / "out"
+    assert sorted(p.relative_to(out).as_posix() for p in got.files) == ["a.png", "c/d.png", "dup.png", "fine.png"]
+    assert (out / "dup.png").read_bytes() == b"first"  # a duplicate never overwrites
+    reasons = dict(got.refused)
+    assert "also holds a file named a.png" in reasons["a.png/b.png"]
+    assert "also holds a folder named c" in reasons["c"]
+    assert [name for name, _ in got.refused].count("dup.png") == 1 and "duplicate" in reasons["./dup.png"]
+    for name in (long_part, f"dir/{long_part}/e.png", wide):
+        assert "longer than 255 bytes" in reasons[name]
+    assert not [why for _, why in got.refused if str(tmp_path) in why]
+
+
+def test_member_errors_are_caught_one_by_one_and_name_no_server_path(tmp_path):
+    """The file system's own refusals (here: a file already where a member goes) are rows too."""
+    z = make_zip(tmp_path / "in.zip", {"taken.png": b"new", "sub/x.png": b"x", "free.png": b"ok"})
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    (out / "taken.png").write_bytes(b"old")
+    (out / "sub" / "x.png").mkdir()  # a folder where a member's file goes
+    got = extract_zip(z, out)
+    assert [p.name for p in got.files] == ["free.png"] and (out / "taken.png").read_bytes() == b"old"
+    reasons = dict(got.refused)
+    assert reasons["taken.png"] == "cannot extract: File exists"
+    assert reasons["sub/x.png"] == "cannot extract: File exists"

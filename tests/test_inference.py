@@ -258,3 +258,56 @@ def test_a_chosen_default_model_is_not_overridden_for_gray(monkeypatch, tiny_che
     monkeypatch.setenv("DENOISER_MODEL", str(tiny_checkpoint))
     dn = Denoiser.load(backend="torch")
     assert dn.info.path == str(tiny_checkpoint) and dn.gray_path is None
+
+
+def test_outputs_that_are_not_finite_are_refused_not_written(tiny_checkpoint, tmp_path, capsys):
+    """Weights that pass the load-time checks but blow up (here every weight x1000, infinite
+    outputs) fail the file with a message, instead of exit 0, "ok" and an all-black image."""
+    from safetensors import safe_open
+    from test_checkpoint import resave
+
+    from denoiser.cli import main
+
+    with safe_open(str(tiny_checkpoint), framework="pt") as f:
+        weights = [k for k in f.keys() if not k.startswith(("opt.", "ema.", "rng."))]
+    broken = resave(tiny_checkpoint, tmp_path / "broken.safetensors", scale={k: 1000.0 for k in weights})
+    Image.fromarray(np.full((24, 20, 3), 128, np.uint8)).save(tmp_path / "in.png")
+    code = main(["denoise", str(tmp_path / "in.png"), "-o", str(tmp_path / "out"), "--model", str(broken),
+                 "--backend", "torch"])
+    assert code == 1 and "broken.safetensors gave values that are not finite" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+    with pytest.raises(ValueError, match="not finite or far outside an image's range"):
+        Denoiser.load(broken, backend="torch")(np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(ValueError, match="the image holds values that are not finite"):  # not the model's fault
+        Denoiser.load(tiny_checkpoint, backend="torch")(np.full((8, 8, 3), np.nan, np.float32))
+
+
+def test_onnx_files_that_are_not_our_exports_get_a_message(tiny_onnx, tmp_path, capsys):
+    import json
+
+    import onnx
+
+    from denoiser.cli import main
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "in.png")
+    (tmp_path / "garbage.onnx").write_bytes(bytes(range(256)) * 40)
+    proto = onnx.load(str(tiny_onnx))
+    meta = json.loads(next(p.value for p in proto.metadata_props if p.key == "denoiser"))
+    cases = {"garbage.onnx": "not a readable ONNX file", "bare.onnx": "without denoiser metadata",
+             "partial.onnx": "damaged denoiser metadata (KeyError: 'alignment')",
+             "huge.onnx": "damaged denoiser metadata (ValueError: model levels 100",
+             "text.onnx": "damaged denoiser metadata in the ONNX file (not a JSON object)",
+             "bogus.onnx": "ONNX Runtime cannot load this file"}
+    for name, props in {"bare.onnx": None, "partial.onnx": {"model": meta["model"]},
+                        "huge.onnx": {**meta, "model": {**meta["model"], "levels": 100}}, "text.onnx": "[1, 2]",
+                        "bogus.onnx": meta}.items():
+        del proto.metadata_props[:]
+        if props is not None:
+            onnx.helper.set_model_props(proto, {"denoiser": props if isinstance(props, str) else json.dumps(props)})
+        if name == "bogus.onnx":
+            proto.graph.node[0].op_type = "NoSuchOperator"
+        onnx.save(proto, str(tmp_path / name))
+    for name, message in cases.items():
+        code = main(["denoise", str(tmp_path / "in.png"), "-o", str(tmp_path / "out"), "--model", str(tmp_path / name)])
+        err = capsys.readouterr().err
+        assert code == 2 and message in err and "Traceback" not in err, (name, err)

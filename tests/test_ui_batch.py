@@ -3,6 +3,7 @@ its own format and bit depth, folders mirrored) and a per-file table out; bad fi
 not the end of the batch."""
 
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -66,3 +67,87 @@ def test_empty_batch_gets_a_clear_message(tiny_checkpoint):
 
     with pytest.raises(gr.Error, match="Upload some images or a zip first"):
         denoise_batch([], 1.0, str(tiny_checkpoint), "torch")
+
+
+def zip_of(path, members: dict[str, bytes], deflate: bool = True):
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED if deflate else zipfile.ZIP_STORED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def test_disk_is_bounded_per_request_and_freed_when_the_batch_ends(tiny_checkpoint, tmp_path):
+    """The issue's bombs, scaled down: each refused zip leaves nothing; the budget counts over
+    all files of the request; inputs and unzipped results are gone once the batch is done."""
+    from denoiser.ui_batch import TABLE_HEADERS, denoise_batch
+
+    png = (DATA / "camera.png").read_bytes()
+    src = tmp_path / "uploads"
+    src.mkdir()
+    bombs = [zip_of(src / f"bomb{k}.zip", {"ok.png": png, **{f"z{i}.bin": b"\0" * (1 << 20) for i in range(3)}})
+             for k in (1, 2)]
+    halves = [zip_of(src / f"half{k}.zip", {f"h{k}.png": png, "pad.bin": b"\0" * (1 << 20)}) for k in (1, 2)]
+    uploads = [str(p) for p in (*bombs, *halves)]
+    budget = 2 << 20  # each bomb alone is over it; one half fits, not both
+
+    archive, rows, summary = denoise_batch(uploads, 1.0, str(tiny_checkpoint), "torch", max_bytes=budget)
+
+    table = {row[0]: dict(zip(TABLE_HEADERS, row)) for row in rows}
+    for name in ("bomb1.zip", "bomb2.zip"):
+        assert "expands to more than 2.0 MiB; the limit" in table[name]["reason"]
+    assert "with the other files of this request" in table["half2.zip"]["reason"]
+    assert table["half1/h1.png"]["status"] == "ok" and "not an image" in table["half1/pad.bin"]["reason"]
+    with zipfile.ZipFile(archive) as zf:
+        assert zf.namelist() == ["half1/h1.png"]
+    left = [p.relative_to(tmp_path / "gradio").as_posix() for p in (tmp_path / "gradio").rglob("*") if p.is_file()]
+    assert left == [str(Path(archive).relative_to(tmp_path / "gradio").as_posix())]  # only the results' zip
+
+
+def test_odd_names_in_zips_and_uploads_are_rows_without_server_paths(tiny_checkpoint, tmp_path):
+    from denoiser.ui_batch import TABLE_HEADERS, denoise_batch
+
+    png = (DATA / "camera.png").read_bytes()
+    long_part = "y" * 300
+    odd = zip_of(tmp_path / "odd.zip", {"a.png": png, "a.png/b.png": png, f"{long_part}.png": png,
+                                        f"{long_part}/c.png": png, "fine.png": png}, deflate=False)
+    with zipfile.ZipFile(odd, "a") as zf, pytest.warns(UserWarning, match="Duplicate name"):
+        zf.writestr("fine.png", b"another file of the same name")
+    plain = tmp_path / "upload.png"
+    plain.write_bytes(png)
+    uploads = [str(odd), {"path": str(plain), "orig_name": long_part + ".png"}, {"path": str(plain), "orig_name": ".."}]
+
+    archive, rows, summary = denoise_batch(uploads, 1.0, str(tiny_checkpoint), "torch")
+
+    table = {row[0]: dict(zip(TABLE_HEADERS, row)) for row in rows}
+    assert {n for n, r in table.items() if r["status"] == "ok"} == {"odd/a.png", "odd/fine.png", "upload.png"}
+    assert "also holds a file named a.png" in table["odd.zip/a.png/b.png"]["reason"]
+    assert "duplicate name" in table["odd.zip/fine.png"]["reason"]
+    for name in (f"odd.zip/{long_part}.png", f"odd.zip/{long_part}/c.png"):
+        assert "longer than 255 bytes" in table[name]["reason"]
+    assert "File name too long" in table[long_part + ".png"]["reason"]
+    assert not [cell for row in rows for cell in row if str(tmp_path) in str(cell)]
+    assert "3 denoised, 5 failed" in summary
+
+
+def test_the_real_disk_limits_are_sane(tiny_checkpoint, tmp_path):
+    from denoiser.archive import MAX_REQUEST_BYTES
+    from denoiser.ui import MAX_UPLOAD_MB, build_ui
+    from denoiser.ui_denoise import RESULTS_MAX_AGE_S
+
+    # a batch of twenty full-size uploads fits; a request cannot take more than a few GiB of disk
+    assert 20 * MAX_UPLOAD_MB * 2**20 <= MAX_REQUEST_BYTES <= 4 << 30
+    every, age = build_ui(tiny_checkpoint, runs_dir=tmp_path / "runs").delete_cache  # Gradio's upload cache
+    assert 0 < every <= 3600 and 0 < age <= RESULTS_MAX_AGE_S
+
+
+def test_a_model_that_cannot_be_used_is_named_without_its_server_folder(tmp_path):
+    import gradio as gr
+
+    from denoiser.ui_batch import denoise_batch
+
+    (tmp_path / "garbage.onnx").write_bytes(bytes(range(256)) * 40)
+    (tmp_path / "in.png").write_bytes((DATA / "camera.png").read_bytes())
+    with pytest.raises(gr.Error) as refused:
+        denoise_batch([str(tmp_path / "in.png")], 1.0, str(tmp_path / "garbage.onnx"), "auto")
+    assert "garbage.onnx: not a readable ONNX file" in refused.value.message
+    assert str(tmp_path) not in refused.value.message

@@ -139,3 +139,31 @@ def test_server_folders_only_under_the_data_root(tmp_path, runs):
         ui_train.start(ui_train.TrainForm(source="folder", folder="../secret", **TINY), runs, root)
     with pytest.raises(ValueError, match="server folders are off"):
         ui_train.start(ui_train.TrainForm(source="folder", folder="photos", **TINY), runs, None)
+
+
+def test_a_start_that_fails_keeps_no_run_folder_and_no_unpacked_data(runs, tmp_path):
+    """Data that cannot be used (no images, not a zip, a name clash) is refused with a message,
+    and neither the run's folder nor the megabytes unpacked from the upload stay in runs/."""
+    no_images = tmp_path / "no_images.zip"
+    with zipfile.ZipFile(no_images, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("photos/readme.bin", b"\0" * (4 << 20))
+    with pytest.raises(ValueError, match="no_images.zip holds no images"):
+        ui_train.start(ui_train.TrainForm(source="clean-zip", zip_path=str(no_images), steps=4, **TINY), runs, None)
+    (tmp_path / "fake.zip").write_text("not a zip")
+    with pytest.raises(ValueError, match="fake.zip is not a readable zip") as refused:
+        ui_train.start(ui_train.TrainForm(source="clean-zip", zip_path=str(tmp_path / "fake.zip"), steps=4, **TINY),
+                       runs, None)
+    assert str(tmp_path) not in str(refused.value)
+    assert not runs.exists() or not list(runs.iterdir())
+
+
+def test_clashing_and_overlong_names_in_a_training_zip_are_skipped_and_said(tmp_path):
+    png = (DATA / "camera.png").read_bytes()
+    z = tmp_path / "photos.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        for name in ("a.png", "a.png/b.png", "z" * 300 + ".png", "c.png"):
+            zf.writestr(name, png)
+    src = resolve_source("clean-zip", str(z), None, None, tmp_path / "work")
+    assert src.description.startswith("2 clean images from photos.zip")
+    assert "2 member(s) skipped: a.png/b.png: the archive also holds a file named a.png" in src.description
+    assert "longer than 255 bytes" in src.description and str(tmp_path) not in src.description

@@ -11,7 +11,8 @@ export, quantization, the model cards and the app hold no architecture-specific 
 - `keep_float`: layers FP16/INT8 exports always keep in float (export's search may add more).
 
 `macs_per_pixel` and `count_parameters` are counted from the module itself, so a new
-architecture gets them for free. To add one: a file with an `nn.Module` taking a ModelConfig,
+architecture gets them for free, and so are the tensor shapes a config needs (`tensor_shapes`,
+from a model built on the meta device: no memory), which a file's weights must match. To add one: a file with an `nn.Module` taking a ModelConfig,
 and an entry in ARCHS.
 """
 
@@ -36,6 +37,36 @@ ARCH_DEFAULTS: dict[str, dict] = {
     "resunet": {"width": 32, "levels": 3, "blocks_per_level": 2, "unshuffle": 2},
     "s2dcnn": {"width": 64, "levels": 12, "unshuffle": 2},
 }
+
+
+# Bounds far beyond any useful model, checked before a config read from a file is built: a
+# stranger's metadata must not ask for 2**100 channels (levels=100) or a loop of a billion layers.
+CONFIG_BOUNDS: dict[str, tuple[int, int]] = {"channels": (1, 16), "width": (1, 4096), "levels": (0, 64),
+                                             "blocks_per_level": (1, 64), "unshuffle": (1, 16)}
+
+
+def check_config(cfg: ModelConfig) -> None:
+    """ValueError unless every size field of `cfg` is an integer within CONFIG_BOUNDS."""
+    if cfg.arch not in ARCHS:
+        raise ValueError(f"unknown architecture {cfg.arch!r}; choose from {', '.join(ARCHS)}")
+    for name, (lo, hi) in CONFIG_BOUNDS.items():
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise ValueError(f"model {name} {value!r} is not an integer in {lo}..{hi}")
+    if not isinstance(cfg.residual, bool):
+        raise ValueError(f"model residual {cfg.residual!r} is not true or false")
+
+
+def tensor_shapes(cfg: ModelConfig) -> tuple[dict[str, tuple[int, ...]], nn.Module]:
+    """(state-dict shapes, the model on the meta device) for `cfg`: built without memory, so a
+    config can be judged (shapes, parameter count, alignment...) before the real model is made."""
+    check_config(cfg)
+    try:
+        with torch.device("meta"):
+            model = build_model(cfg)
+    except (RuntimeError, ValueError, OverflowError) as e:  # sizes past what tensors can hold
+        raise ValueError(f"cannot build a {cfg.arch} of this size ({e})") from None
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}, model
 
 
 def build_model(cfg: ModelConfig) -> nn.Module:
