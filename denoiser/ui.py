@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import gradio as gr  # ui.py is only imported to build the page; `import denoiser` stays light
 
 from .inference import BACKENDS, default_model_path
 from .models import DEFAULT_CHECKPOINTS_DIR, DEFAULT_RUNS_DIR, discover_models
+from .ui_messages import user_error
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 MAX_UPLOAD_MB = 50
@@ -33,6 +35,11 @@ def launch_options(max_upload_mb: float = MAX_UPLOAD_MB) -> dict:
             "footer_links": ["api"]}
 
 
+def start_model(model_path: str | Path | None) -> str:
+    """The model the page starts with, as the picker names it (resolved)."""
+    return str(Path(model_path or default_model_path()).resolve())
+
+
 def build_ui(model_path: str | Path | None = None, backend: str = "auto", runs_dir: str | Path | None = None,
              data_root: str | Path | None = None, checkpoints_dir: str | Path | None = DEFAULT_CHECKPOINTS_DIR):
     import pandas as pd
@@ -44,7 +51,7 @@ def build_ui(model_path: str | Path | None = None, backend: str = "auto", runs_d
     from .optim import SCHEDULES, SOLVERS
     from .ui_data import SOURCES
 
-    model = str(Path(model_path or default_model_path()).resolve())
+    model = start_model(model_path)
     runs_dir = Path(runs_dir or DEFAULT_RUNS_DIR)
     T = ui_train.TrainForm()
 
@@ -73,7 +80,7 @@ def build_ui(model_path: str | Path | None = None, backend: str = "auto", runs_d
 
     def inspect(r, evt: gr.SelectData):
         if not r:
-            raise gr.Error("Denoise an image first.")
+            raise user_error("Denoise an image first.")
         return ui_denoise.inspect_region(r["before"], r["png"], *evt.index[:2])
 
     def add_noise(image, spec, seed):
@@ -304,4 +311,26 @@ def launch(model_path: str | None = None, host: str = "127.0.0.1", port: int = 7
         print(f"denoiser: serving on {host} with no login: anyone who can reach port {port} can denoise, "
               "train and stop training; pass --auth-file to ask for a password", file=sys.stderr)
     demo = build_ui(model_path, backend, runs_dir=runs_dir, data_root=data_root)
-    demo.launch(server_name=host, server_port=port, auth=auth or None, **launch_options(max_upload_mb))
+    prepare_start_model(start_model(model_path), backend)
+    # quiet: Gradio's own banner suggests `share=True`, which this app never uses; we say where it serves.
+    demo.launch(server_name=host, server_port=port, auth=auth or None, quiet=True, prevent_thread_lock=True,
+                **launch_options(max_upload_mb))
+    print(f"denoiser: serving on {demo.local_url} (Ctrl-C stops it)", flush=True)
+    demo.block_thread()
+
+
+def prepare_start_model(model: str, backend: str) -> None:
+    """Load the start model before serving, so that the first denoise does not wait for it: on a
+    CPU a checkpoint runs as its ONNX export, made here once (then cached) with a message."""
+    from . import ui_denoise
+
+    exported = model.endswith(".safetensors") and backend in ("auto", "onnxruntime")
+    why = " (on a CPU a checkpoint runs as its ONNX export: made on the first start, then reused)" if exported else ""
+    print(f"denoiser: loading {Path(model).name} on {backend}{why}...", flush=True)
+    t = time.perf_counter()
+    try:
+        dn = ui_denoise.prepare_model(model, backend)
+    except gr.Error:  # already said on the console; the page says so too, and offers the other models
+        print("denoiser: the page will ask for another model", flush=True)
+        return
+    print(f"denoiser: ready in {time.perf_counter() - t:.1f} s: {dn.describe()}", flush=True)

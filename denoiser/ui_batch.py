@@ -12,13 +12,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import gradio as gr
 from PIL import Image
 
 from .archive import ArchiveError, extract_zip, zip_folder
 from .batch import BatchOptions, FileResult, denoise_files
 from .imageio import is_image_path
 from .ui_denoise import MAX_PIXELS, load_for_ui, output_dir, upload_path
+from .ui_messages import user_error
 
 MAX_FILES = 2000
 TABLE_HEADERS = ["file", "status", "pixels", "output KB", "seconds", "reason"]
@@ -82,7 +82,7 @@ def denoise_batch(uploads: list | None, strength: float, model_path: str, backen
                   max_pixels: int = MAX_PIXELS) -> tuple[str | None, list[list], str]:
     """(zip of results or None, table rows, summary line)."""
     if not uploads:
-        raise gr.Error("Upload some images or a zip first.")
+        raise user_error("Upload some images or a zip first.")
     dn = load_for_ui(model_path, backend)
     work = output_dir()
     staging, results_dir = work / "inputs", work / "denoised"
@@ -90,7 +90,7 @@ def denoise_batch(uploads: list | None, strength: float, model_path: str, backen
     problems = stage_uploads(uploads, staging)
     files = [p for p in sorted(staging.rglob("*")) if p.is_file()]
     if len(files) > MAX_FILES:
-        raise gr.Error(f"{len(files)} files is over the {MAX_FILES}-file limit of one batch: split it up.")
+        raise user_error(f"{len(files)} files is over the {MAX_FILES}-file limit of one batch: split it up.")
     # Folders are walked for images by extension; anything else the user sent is reported here.
     problems += [FileResult(str(p), None, "failed", f"not an image file ({p.suffix or 'no extension'})")
                  for p in files if not is_image_path(p) and not p.name.startswith(".")]
