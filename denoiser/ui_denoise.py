@@ -27,6 +27,8 @@ from .ui_messages import user_error
 MAX_PIXELS = 40_000_000  # a 40 MP upload is still fine on a laptop-class CPU with tiling
 NOISE_DEMO_MAX_PIXELS = 16_000_000  # noise is made on the whole image at once (no tiling)
 REGION = 256  # side of the 100 % crop, in image pixels
+ESTIMATE_SIDE = 1024  # the noise estimate reads a centre crop this big: bounded time and memory on big photos
+NOISE_WORDS = ((2.0, "looks clean"), (10.0, "light"), (30.0, "moderate"), (50.0, "strong"), (float("inf"), "heavy"))
 BROWSER_FORMATS = ("PNG", "JPEG", "WEBP")  # what every browser displays; others get a PNG copy
 RESULTS_MAX_AGE_S = 24 * 3600  # results (and batch uploads) are kept this long for downloading
 _load_lock = threading.Lock()
@@ -66,15 +68,16 @@ def load_for_ui(path: str, backend: str) -> Denoiser:
 
 
 def describe_model(path: str, backend: str) -> str:
-    """A line saying which backend and precision will run the chosen model (loads it)."""
+    """Which model, and which backend and precision will run it (loads it): a few short lines."""
     dn = load_for_ui(path, backend)
     backend_line = dn.backend.describe()
     # A checkpoint on the CPU runs as its ONNX export: say so, without the server's cache path.
-    note = f"  \n{dn.note}" if "failed" in dn.note else ("  \nvia its ONNX export" if dn.note else "")
+    failed = f"  \n{dn.note}" if "failed" in dn.note else ""
+    via = " via its ONNX export" if dn.note and not failed else ""
     shown = Path(path).parent.name + "/" + Path(path).name  # run folders all hold a model.safetensors
-    gray = f"; gray images go to **{dn.gray_path.name}**" if dn.gray_path else ""
-    return (f"**{shown}** ({dn.info.kind}, {dn.info.channels}-channel) runs on **{backend_line}**; "
-            f"tiles {dn.tile}px x{dn.tile_batch}{gray}{note}")
+    gray = f"  \ngray images go to **{dn.gray_path.name}**" if dn.gray_path else ""
+    return (f"**{shown}** ({dn.info.kind}, {dn.info.channels}-channel)  \nruns on **{backend_line}**{via}, "
+            f"tiles {dn.tile}px x{dn.tile_batch}{gray}{failed}")
 
 
 def output_dir() -> Path:
@@ -114,6 +117,29 @@ def read_upload(path: str | None, max_pixels: int = MAX_PIXELS) -> tuple[np.ndar
         return read_image(path, max_pixels)
     except ImageError as e:  # say the file's name, not where the server keeps it
         raise user_error(f"Cannot use this file: {str(e).replace(str(path), Path(path).name)}") from None
+
+
+def upload_summary(path: str | None, side: int = ESTIMATE_SIDE) -> str:
+    """A line on a new upload: its size and kind, and its estimated noise level (`estimate-noise`),
+    so a person sees what the model is dealing with. Raises gr.Error for a file we cannot use."""
+    from .noise_estimate import estimate_channel_sigmas
+
+    arr, info = read_upload(path)
+    h, w = arr.shape[:2]
+    y0, x0 = max(0, (h - side) // 2), max(0, (w - side) // 2)
+    crop = arr[y0:y0 + side, x0:x0 + side]
+    kind = "gray" if info.gray else "colour"
+    about = f"{w}x{h} {kind}, {info.bits}-bit {info.format}"
+    try:
+        sigmas = estimate_channel_sigmas(crop)
+    except ValueError as e:  # too small to tell; it can still be denoised
+        return f"{about}  \nnoise level: cannot estimate ({e})"
+    sigma = float(np.mean(sigmas))
+    word = next(word for limit, word in NOISE_WORDS if sigma < limit)
+    where = f", from a {crop.shape[1]}x{crop.shape[0]} centre crop" if crop.shape[:2] != arr.shape[:2] else ""
+    channels = f"; per channel R {sigmas[0]:.1f}, G {sigmas[1]:.1f}, B {sigmas[2]:.1f}" if len(sigmas) == 3 else ""
+    return (f"Estimated noise **σ ≈ {sigma:.1f}** ({word}) · {about}  \n"
+            f"Gaussian-equivalent, on the 0-255 scale{channels}{where}")
 
 
 def denoise_upload(image_path: str, strength: float, model_path: str, backend: str = "auto",
