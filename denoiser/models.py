@@ -9,12 +9,13 @@ Discovery only looks at names: nothing is loaded, so listing stays instant.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .inference import DEFAULT_MODEL, REPO_ROOT, shipped_gray_companion
 
 MODEL_SUFFIXES = {".safetensors": "checkpoint", ".onnx": "onnx", ".engine": "engine"}
+KIND_NAMES = {"checkpoint": "", "onnx": " (ONNX)", "engine": " (TensorRT)"}  # what the picker adds to a name
 SNAPSHOT_NAMES = frozenset({"last.safetensors"})  # training state: resumable, not meant to be run
 DEFAULT_CHECKPOINTS_DIR = REPO_ROOT / "checkpoints"
 DEFAULT_RUNS_DIR = REPO_ROOT / "runs"
@@ -37,17 +38,25 @@ def _is_candidate(path: Path) -> bool:
             and not name.startswith(".") and not name.endswith(".part"))
 
 
-def _label(path: Path, kind: str) -> str:
+def _label(path: Path, kind: str, checkpoints_dir: Path | None) -> str:
+    """A short name that fits the picker: `default-color`, `my-run/model`, `my-run/model (ONNX)`.
+
+    Full paths were cut off in the picker; the folder is named only outside `checkpoints_dir`,
+    where it is the run's name (every run holds a model.safetensors).
+    """
+    name = path.stem + KIND_NAMES[kind]
+    shown = name if checkpoints_dir is not None and path.parent == checkpoints_dir else f"{path.parent.name}/{name}"
+    gray = shipped_gray_companion(path)  # the app runs gray uploads on it (ui_denoise)
+    return f"{shown} · gray: {gray.stem}" if gray else shown
+
+
+def _relative(path: Path) -> str:
     for base in (REPO_ROOT, Path.cwd()):
         try:
-            shown = str(path.relative_to(base))
-            break
+            return str(path.relative_to(base))
         except ValueError:
             continue
-    else:
-        shown = str(path)
-    gray = shipped_gray_companion(path)  # the app runs gray uploads on it (ui_denoise)
-    return f"{shown} ({kind}; gray images: {gray.name})" if gray else f"{shown} ({kind})"
+    return str(path)
 
 
 def discover_models(checkpoints_dir: str | Path | None = DEFAULT_CHECKPOINTS_DIR,
@@ -67,13 +76,17 @@ def discover_models(checkpoints_dir: str | Path | None = DEFAULT_CHECKPOINTS_DIR
             found += sorted((p for p in run.iterdir() if _is_candidate(p)), key=_run_file_order)
     seen: set[Path] = set()
     entries = []
+    home = Path(checkpoints_dir).resolve() if checkpoints_dir else None
     for p in found:
         resolved = p.resolve()
         if resolved in seen or not _is_candidate(resolved):
             continue
         seen.add(resolved)
         kind = model_kind(resolved)
-        entries.append(ModelEntry(resolved, kind, _label(resolved, kind)))
+        entries.append(ModelEntry(resolved, kind, _label(resolved, kind, home)))
+    labels = [e.label for e in entries]  # two short names alike (same run name twice): the path tells them apart
+    entries = [e if labels.count(e.label) == 1 else replace(e, label=_relative(e.path))
+               for e in entries]
     default = DEFAULT_MODEL.resolve()
     entries.sort(key=lambda e: e.path != default)  # stable: only lifts the default to the top
     return entries

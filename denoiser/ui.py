@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import gradio as gr  # ui.py is only imported to build the page; `import denoiser` stays light
 
 from .inference import BACKENDS, default_model_path
 from .models import DEFAULT_CHECKPOINTS_DIR, DEFAULT_RUNS_DIR, discover_models
+from .ui_messages import user_error
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 MAX_UPLOAD_MB = 50
@@ -27,13 +29,37 @@ PLOT_HEIGHT = 220
 # Gradio keeps every upload in its cache until the server stops: check hourly, delete those older
 # than the results they gave (ui_denoise.RESULTS_MAX_AGE_S), so uploads cannot fill the disk.
 UPLOAD_CACHE_PRUNE = (3600, 24 * 3600)  # (every N seconds, files older than N seconds)
+SAMPLE_LABELS = {"astronaut.png": "Astronaut (clean)", "camera.png": "Camera (gray, clean)",
+                 "coffee.png": "Coffee (clean)", "noisy_astronaut.png": "Noisy astronaut (σ 25)"}
+NO_LOSS, NO_PSNR = {"step": [], "loss": []}, {"step": [], "val PSNR (dB)": []}  # empty plots: axes and titles
+LOSS_EMPTY = "Drawn once a run starts: the training loss at every logged step."
+PSNR_EMPTY = "Drawn from the run's first validation: PSNR of the validation crops, every N steps."
+# Bold phrases on the model line ("ONNX Runtime fp32 on CPU") move whole to the next line instead
+# of breaking in the middle. The samples' labels go under their pictures, whole, not over them cut off.
+# An empty plot's caption (what it will show) sits inside its empty frame, not below the box's edge.
+PAGE_CSS = """
+#model-info strong { white-space: nowrap; }
+#loss-plot .caption, #psnr-plot .caption { position: absolute; top: 45%; left: 15%; right: 5%; text-align: center; }
+#samples .grid-container { grid-template-columns: repeat(var(--grid-cols), minmax(0, 1fr));
+                           grid-template-rows: none; grid-auto-rows: auto; padding-top: 30px; }
+#samples .thumbnail-item { aspect-ratio: auto; height: auto; display: flex; flex-direction: column; }
+#samples .thumbnail-item > img { height: 80px; flex: none; }
+#samples .caption-label { position: static; max-width: none; white-space: normal; text-overflow: clip;
+                          border: none; border-radius: 0; text-align: center; }
+"""
 
 
 def launch_options(max_upload_mb: float = MAX_UPLOAD_MB) -> dict:
     """Keyword arguments for `demo.launch`: offline, nothing shared, only our own files served."""
     return {"share": False, "ssr_mode": False, "show_error": True, "max_file_size": int(max_upload_mb * 1024 * 1024),
+            "css": PAGE_CSS,
             "allowed_paths": [str(DATA_DIR)],  # the sample images the Examples show
             "footer_links": ["api"]}
+
+
+def start_model(model_path: str | Path | None) -> str:
+    """The model the page starts with, as the picker names it (resolved)."""
+    return str(Path(model_path or default_model_path()).resolve())
 
 
 def build_ui(model_path: str | Path | None = None, backend: str = "auto", runs_dir: str | Path | None = None,
@@ -47,7 +73,8 @@ def build_ui(model_path: str | Path | None = None, backend: str = "auto", runs_d
     from .optim import SCHEDULES, SOLVERS
     from .ui_data import SOURCES
 
-    model = str(Path(model_path or default_model_path()).resolve())
+    model = start_model(model_path)
+    examples = sorted(DATA_DIR.glob("*.png"))
     runs_dir = Path(runs_dir or DEFAULT_RUNS_DIR)
     T = ui_train.TrainForm()
 
@@ -76,8 +103,22 @@ def build_ui(model_path: str | Path | None = None, backend: str = "auto", runs_d
 
     def inspect(r, evt: gr.SelectData):
         if not r:
-            raise gr.Error("Denoise an image first.")
+            raise user_error("Denoise an image first.")
         return ui_denoise.inspect_region(r["before"], r["png"], *evt.index[:2])
+
+    def pick_sample(evt: gr.SelectData):
+        return str(examples[evt.index])
+
+    def check_upload(image):
+        """A new image in the input: say its noise level; a file we cannot read is cleared, not
+        left as a broken picture, and the message stays where the picture was."""
+        path = ui_denoise.upload_path(image)
+        if not path:  # cleared (by the user: .clear empties the line; by us: the message stays)
+            return gr.skip(), gr.skip()
+        try:
+            return gr.skip(), ui_denoise.upload_summary(path)
+        except gr.Error as e:
+            return None, f"**{e.message}**"
 
     def add_noise(image, spec, seed):
         return ui_denoise.add_noise(ui_denoise.upload_path(image), spec, seed)
@@ -94,9 +135,10 @@ def build_ui(model_path: str | Path | None = None, backend: str = "auto", runs_d
     def poll(state):
         p = ui_train.progress(state["run_dir"])
         preview = gr.skip() if p.preview == state["preview"] else p.preview
-        plots = (pd.DataFrame(p.loss or {"step": [], "loss": []}),
-                 pd.DataFrame(p.psnr or {"step": [], "val PSNR (dB)": []}))
-        return ({**state, "preview": p.preview}, p.status, *plots, preview, gr.Timer(active=p.running))
+        plots = (gr.update(value=pd.DataFrame(p.loss or NO_LOSS), caption="" if p.loss else LOSS_EMPTY),
+                 gr.update(value=pd.DataFrame(p.psnr or NO_PSNR), caption="" if p.psnr else PSNR_EMPTY))
+        buttons = (gr.update(interactive=p.running), *[gr.update(interactive=p.model is not None)] * 2)
+        return ({**state, "preview": p.preview}, p.status, *plots, preview, *buttons, gr.Timer(active=p.running))
 
     def follow_running_run():
         run_dir = ui_train.running_run()
@@ -111,7 +153,8 @@ def build_ui(model_path: str | Path | None = None, backend: str = "auto", runs_d
 
     @ui_train.to_gr_error
     def export(state):
-        return ui_train.export(state["run_dir"])
+        path, line = ui_train.export(state["run_dir"])
+        return gr.update(value=path, visible=True), line
 
     with gr.Blocks(title="denoiser", analytics_enabled=False, delete_cache=UPLOAD_CACHE_PRUNE) as demo:
         choice = gr.State({"path": model, "backend": backend})
@@ -124,12 +167,21 @@ def build_ui(model_path: str | Path | None = None, backend: str = "auto", runs_d
             with gr.Tab("Denoise", id="denoise", elem_id="tab-denoise"):
                 with gr.Row():
                     with gr.Column():
-                        inp = gr.Image(type="filepath", label="Noisy image (upload, drop or paste)", format="png",
-                                       elem_id="input-image", sources=["upload", "clipboard"], height=380)
+                        with gr.Row():
+                            inp = gr.Image(type="filepath", label="Noisy image (upload, drop or paste)", format="png",
+                                           elem_id="input-image", sources=["upload", "clipboard"], height=380,
+                                           scale=3)
+                            # A gallery, not gr.Examples: it shows each sample with its label in a narrow column.
+                            samples = gr.Gallery([(str(p), SAMPLE_LABELS.get(p.name, p.stem)) for p in examples],
+                                                 label="Samples: click one", columns=2, height=380, scale=1,
+                                                 min_width=170, allow_preview=False, object_fit="cover",
+                                                 interactive=False, buttons=[], elem_id="samples",
+                                                 visible=bool(examples))
+                        upload_info = gr.Markdown(elem_id="upload-info")
                         strength = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Strength", elem_id="strength",
                                              info="0 keeps the input, 1 is the full denoise")
                         with gr.Row(equal_height=True):
-                            picker = gr.Dropdown(model_choices(), value=model, label="Model", scale=4,
+                            picker = gr.Dropdown(model_choices(), value=model, label="Model", scale=3,
                                                  elem_id="model-picker", info="checkpoints, ONNX files, engines")
                             backend_pick = gr.Dropdown(list(BACKENDS), value=backend, label="Backend", scale=1,
                                                        elem_id="backend-picker")
@@ -159,9 +211,6 @@ def build_ui(model_path: str | Path | None = None, backend: str = "auto", runs_d
                     region = gr.ImageSlider(label=f"Region at 100 % ({ui_denoise.REGION} px)", format="png",
                                             type="filepath", elem_id="region", scale=1,
                                             height=ui_denoise.REGION, max_height=ui_denoise.REGION)
-                examples = [str(p) for p in sorted(DATA_DIR.glob("*.png"))]
-                if examples:
-                    gr.Examples(examples, inputs=[inp], label="Samples (the clean ones are for 'add noise')")
 
             with gr.Tab("Batch", id="batch", elem_id="tab-batch"):
                 gr.Markdown("Denoise many images at once with the model chosen in the Denoise tab. Each result "
@@ -222,20 +271,22 @@ def build_ui(model_path: str | Path | None = None, backend: str = "auto", runs_d
                                 levels = gr.Number(T.levels, precision=0, label="Levels (0: the architecture's)")
                         with gr.Row():
                             start = gr.Button("Start", variant="primary", elem_id="train-start")
-                            stop = gr.Button("Stop", variant="stop", elem_id="train-stop")
+                            stop = gr.Button("Stop", variant="stop", elem_id="train-stop", interactive=False)
                     with gr.Column(scale=3):
                         train_status = gr.Markdown("No run yet: choose data and options, then **Start**.",
                                                    elem_id="train-status")
-                        loss_plot = gr.LinePlot(x="step", y="loss", title="Training loss", height=PLOT_HEIGHT,
-                                                elem_id="loss-plot")
-                        psnr_plot = gr.LinePlot(x="step", y="val PSNR (dB)", title="Validation PSNR (dB)",
-                                                height=PLOT_HEIGHT, elem_id="psnr-plot")
+                        loss_plot = gr.LinePlot(pd.DataFrame(NO_LOSS), x="step", y="loss", title="Training loss",
+                                                x_title="step", y_title="loss", caption=LOSS_EMPTY,
+                                                height=PLOT_HEIGHT, elem_id="loss-plot")
+                        psnr_plot = gr.LinePlot(pd.DataFrame(NO_PSNR), x="step", y="val PSNR (dB)",
+                                                title="Validation PSNR", x_title="step", y_title="PSNR (dB)",
+                                                caption=PSNR_EMPTY, height=PLOT_HEIGHT, elem_id="psnr-plot")
                         preview = gr.Image(label="Latest validation preview: noisy | output | clean", format="png",
                                            interactive=False, elem_id="train-preview", height=300)
                         with gr.Row():
-                            use = gr.Button("Use this model in the Denoise tab", elem_id="train-use")
-                            export_button = gr.Button("Export to ONNX", elem_id="train-export")
-                        export_file = gr.File(label="ONNX export", elem_id="train-export-file")
+                            use = gr.Button("Use this model in the Denoise tab", elem_id="train-use", interactive=False)
+                            export_button = gr.Button("Export to ONNX", elem_id="train-export", interactive=False)
+                        export_file = gr.File(label="ONNX export", elem_id="train-export-file", visible=False)
                         export_line = gr.Markdown()
                 form = {"source": source, "zip_path": zip_file, "folder": folder, "noise": noise,
                         "mix_procedural": mix, "init": init, "steps": steps, "epochs": epochs,
@@ -254,6 +305,10 @@ def build_ui(model_path: str | Path | None = None, backend: str = "auto", runs_d
                               gr.update(choices=[("a new model", ui_train.NEW_MODEL), *model_choices("checkpoint")])),
                      None, [picker, init], **private)
         gr.on([kind.change, level.change], ui_denoise.demo_spec, [kind, level], spec, **private)
+        # One at a time: it reads the whole upload, and memory should not grow with the number of uploaders.
+        inp.change(check_upload, inp, [inp, upload_info], preprocess=False, concurrency_limit=1, **private)
+        inp.clear(lambda: "", None, upload_info, **private)
+        samples.select(pick_sample, None, inp, **private)
         add.click(add_noise, [inp, spec, seed], [inp, reference], preprocess=False, **private)
         event = run.click(denoise, [inp, strength, choice], [out, result], api_name="denoise", preprocess=False,
                           concurrency_id="denoise", concurrency_limit=DENOISE_CONCURRENCY)
@@ -266,7 +321,8 @@ def build_ui(model_path: str | Path | None = None, backend: str = "auto", runs_d
                       [zip_file, folder], **private)
         start.click(start_training, train_inputs, [run_state, train_status, timer], **private)
         stop.click(lambda s: ui_train.stop(s["run_dir"]), run_state, train_status, **private)
-        timer.tick(poll, run_state, [run_state, train_status, loss_plot, psnr_plot, preview, timer], **private)
+        timer.tick(poll, run_state, [run_state, train_status, loss_plot, psnr_plot, preview, stop, use, export_button,
+                                     timer], **private)
         use.click(use_model, run_state, [picker, tabs], **private)
         export_button.click(export, run_state, [export_file, export_line], **private)
     demo.queue(default_concurrency_limit=DENOISE_CONCURRENCY, max_size=QUEUE_SIZE)
@@ -307,4 +363,26 @@ def launch(model_path: str | None = None, host: str = "127.0.0.1", port: int = 7
         print(f"denoiser: serving on {host} with no login: anyone who can reach port {port} can denoise, "
               "train and stop training; pass --auth-file to ask for a password", file=sys.stderr)
     demo = build_ui(model_path, backend, runs_dir=runs_dir, data_root=data_root)
-    demo.launch(server_name=host, server_port=port, auth=auth or None, **launch_options(max_upload_mb))
+    prepare_start_model(start_model(model_path), backend)
+    # quiet: Gradio's own banner suggests `share=True`, which this app never uses; we say where it serves.
+    demo.launch(server_name=host, server_port=port, auth=auth or None, quiet=True, prevent_thread_lock=True,
+                **launch_options(max_upload_mb))
+    print(f"denoiser: serving on {demo.local_url} (Ctrl-C stops it)", flush=True)
+    demo.block_thread()
+
+
+def prepare_start_model(model: str, backend: str) -> None:
+    """Load the start model before serving, so that the first denoise does not wait for it: on a
+    CPU a checkpoint runs as its ONNX export, made here once (then cached) with a message."""
+    from . import ui_denoise
+
+    exported = model.endswith(".safetensors") and backend in ("auto", "onnxruntime")
+    why = " (on a CPU a checkpoint runs as its ONNX export: made on the first start, then reused)" if exported else ""
+    print(f"denoiser: loading {Path(model).name} on {backend}{why}...", flush=True)
+    t = time.perf_counter()
+    try:
+        dn = ui_denoise.prepare_model(model, backend)
+    except gr.Error:  # already said on the console; the page says so too, and offers the other models
+        print("denoiser: the page will ask for another model", flush=True)
+        return
+    print(f"denoiser: ready in {time.perf_counter() - t:.1f} s: {dn.describe()}", flush=True)

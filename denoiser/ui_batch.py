@@ -14,13 +14,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import gradio as gr
 from PIL import Image
 
 from .archive import MAX_REQUEST_BYTES, ArchiveError, ByteBudget, extract_zip, zip_folder
 from .batch import BatchOptions, FileResult, denoise_files
 from .imageio import is_image_path
 from .ui_denoise import MAX_PIXELS, load_for_ui, output_dir, upload_path
+from .ui_messages import user_error
 
 MAX_FILES = 2000
 TABLE_HEADERS = ["file", "status", "pixels", "output KB", "seconds", "reason"]
@@ -107,7 +107,7 @@ def denoise_batch(uploads: list | None, strength: float, model_path: str, backen
     """(zip of results or None, table rows, summary line). `max_bytes`: what the request's
     files may take on disk once unpacked, all together."""
     if not uploads:
-        raise gr.Error("Upload some images or a zip first.")
+        raise user_error("Upload some images or a zip first.")
     dn = load_for_ui(model_path, backend)
     work = output_dir()
     staging, results_dir = work / "inputs", work / "denoised"
@@ -116,7 +116,7 @@ def denoise_batch(uploads: list | None, strength: float, model_path: str, backen
         problems = stage_uploads(uploads, staging, ByteBudget(max_bytes))
         files = [p for p in sorted(staging.rglob("*")) if p.is_file()]
         if len(files) > MAX_FILES:
-            raise gr.Error(f"{len(files)} files is over the {MAX_FILES}-file limit of one batch: split it up.")
+            raise user_error(f"{len(files)} files is over the {MAX_FILES}-file limit of one batch: split it up.")
         # Folders are walked for images by extension; anything else the user sent is reported here.
         problems += [FileResult(str(p), None, "failed", f"not an image file ({p.suffix or 'no extension'})")
                      for p in files if not is_image_path(p) and not p.name.startswith(".")]

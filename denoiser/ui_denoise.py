@@ -3,7 +3,7 @@ with our own reader, calls the package, and writes files for the page to show or
 
 Results shown on the page are PNG (lossless; 16-bit stays 16-bit); the download keeps the
 upload's own format and bit depth. Errors a person can fix come back as `gr.Error` with a
-plain message, never as a traceback.
+plain message (ui_messages.user_error), never as a traceback, on the page or the console.
 """
 
 from __future__ import annotations
@@ -18,15 +18,17 @@ from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
-import gradio as gr
 import numpy as np
 
 from .imageio import EXTENSION_BY_FORMAT, ImageError, ImageInfo, read_image, write_image
 from .inference import Denoiser, shipped_gray_companion
+from .ui_messages import user_error
 
 MAX_PIXELS = 40_000_000  # a 40 MP upload is still fine on a laptop-class CPU with tiling
 NOISE_DEMO_MAX_PIXELS = 16_000_000  # noise is made on the whole image at once (no tiling)
 REGION = 256  # side of the 100 % crop, in image pixels
+ESTIMATE_SIDE = 1024  # the noise estimate reads a centre crop this big: bounded time and memory on big photos
+NOISE_WORDS = ((2.0, "looks clean"), (10.0, "light"), (30.0, "moderate"), (50.0, "strong"), (float("inf"), "heavy"))
 BROWSER_FORMATS = ("PNG", "JPEG", "WEBP")  # what every browser displays; others get a PNG copy
 RESULTS_MAX_AGE_S = 24 * 3600  # results (and batch uploads) are kept this long for downloading
 _load_lock = threading.Lock()
@@ -44,26 +46,39 @@ def get_denoiser(path: str, backend: str = "auto") -> Denoiser:
         return _cached_denoiser(str(path), backend)
 
 
+def prepare_model(path: str, backend: str) -> Denoiser:
+    """Load a model and the gray companion it brings (that one loads on the first gray image
+    otherwise), exporting either to ONNX if it runs that way: done at start-up, not in a request."""
+    dn = load_for_ui(path, backend)
+    if dn.gray_path is not None:
+        try:
+            dn._gray_model()  # Denoiser loads it lazily, under its own lock
+        except (OSError, ValueError, RuntimeError, ImportError) as e:
+            raise user_error(f"Cannot use the gray model {dn.gray_path.name} on {backend}: {e}") from None
+    return dn
+
+
 def load_for_ui(path: str, backend: str) -> Denoiser:
     if not path:
-        raise gr.Error("Choose a model first.")
+        raise user_error("Choose a model first.")
     try:
         return get_denoiser(path, backend)
     except (OSError, ValueError, RuntimeError, ImportError) as e:  # named by file, not by the server's folders
         reason = str(e).replace(str(Path(path).parent) + os.sep, "")
-        raise gr.Error(f"Cannot use the model {Path(path).name} on {backend}: {reason}") from None
+        raise user_error(f"Cannot use the model {Path(path).name} on {backend}: {reason}") from None
 
 
 def describe_model(path: str, backend: str) -> str:
-    """A line saying which backend and precision will run the chosen model (loads it)."""
+    """Which model, and which backend and precision will run it (loads it): a few short lines."""
     dn = load_for_ui(path, backend)
     backend_line = dn.backend.describe()
     # A checkpoint on the CPU runs as its ONNX export: say so, without the server's cache path.
-    note = f"  \n{dn.note}" if "failed" in dn.note else ("  \nvia its ONNX export" if dn.note else "")
+    failed = f"  \n{dn.note}" if "failed" in dn.note else ""
+    via = " via its ONNX export" if dn.note and not failed else ""
     shown = Path(path).parent.name + "/" + Path(path).name  # run folders all hold a model.safetensors
-    gray = f"; gray images go to **{dn.gray_path.name}**" if dn.gray_path else ""
-    return (f"**{shown}** ({dn.info.kind}, {dn.info.channels}-channel) runs on **{backend_line}**; "
-            f"tiles {dn.tile}px x{dn.tile_batch}{gray}{note}")
+    gray = f"  \ngray images go to **{dn.gray_path.name}**" if dn.gray_path else ""
+    return (f"**{shown}** ({dn.info.kind}, {dn.info.channels}-channel)  \nruns on **{backend_line}**{via}, "
+            f"tiles {dn.tile}px x{dn.tile_batch}{gray}{failed}")
 
 
 def output_dir() -> Path:
@@ -98,11 +113,34 @@ def upload_path(image) -> str | None:
 
 def read_upload(path: str | None, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, ImageInfo]:
     if not path:
-        raise gr.Error("Upload an image first.")
+        raise user_error("Upload an image first.")
     try:
         return read_image(path, max_pixels)
     except ImageError as e:  # say the file's name, not where the server keeps it
-        raise gr.Error(f"Cannot use this file: {str(e).replace(str(path), Path(path).name)}") from None
+        raise user_error(f"Cannot use this file: {str(e).replace(str(path), Path(path).name)}") from None
+
+
+def upload_summary(path: str | None, side: int = ESTIMATE_SIDE) -> str:
+    """A line on a new upload: its size and kind, and its estimated noise level (`estimate-noise`),
+    so a person sees what the model is dealing with. Raises gr.Error for a file we cannot use."""
+    from .noise_estimate import estimate_channel_sigmas
+
+    arr, info = read_upload(path)
+    h, w = arr.shape[:2]
+    y0, x0 = max(0, (h - side) // 2), max(0, (w - side) // 2)
+    crop = arr[y0:y0 + side, x0:x0 + side]
+    kind = "gray" if info.gray else "colour"
+    about = f"{w}x{h} {kind}, {info.bits}-bit {info.format}"
+    try:
+        sigmas = estimate_channel_sigmas(crop)
+    except ValueError as e:  # too small to tell; it can still be denoised
+        return f"{about}  \nnoise level: cannot estimate ({e})"
+    sigma = float(np.mean(sigmas))
+    word = next(word for limit, word in NOISE_WORDS if sigma < limit)
+    where = f", from a {crop.shape[1]}x{crop.shape[0]} centre crop" if crop.shape[:2] != arr.shape[:2] else ""
+    channels = f"; per channel R {sigmas[0]:.1f}, G {sigmas[1]:.1f}, B {sigmas[2]:.1f}" if len(sigmas) == 3 else ""
+    return (f"Estimated noise **σ ≈ {sigma:.1f}** ({word}) · {about}  \n"
+            f"Gaussian-equivalent, on the 0-255 scale{channels}{where}")
 
 
 def denoise_upload(image_path: str, strength: float, model_path: str, backend: str = "auto",
@@ -113,13 +151,13 @@ def denoise_upload(image_path: str, strength: float, model_path: str, backend: s
     arr, info = read_upload(image_path, max_pixels)
     strength = float(strength if strength is not None else 1.0)
     if not 0.0 <= strength <= 1.0:
-        raise gr.Error("Strength must be between 0 and 1.")
+        raise user_error("Strength must be between 0 and 1.")
     dn = load_for_ui(model_path, backend)
     t = time.perf_counter()
     try:
         out = dn.denoise_array(arr, strength)
     except ValueError as e:  # e.g. a model that needs a noise level
-        raise gr.Error(str(e)) from None
+        raise user_error(str(e)) from None
     seconds = time.perf_counter() - t
     folder, stem = output_dir(), Path(image_path).stem
     png = write_image(folder / f"{stem}_denoised.png", out, info)
@@ -170,7 +208,7 @@ def add_noise(image_path: str, spec: str, seed: int) -> tuple[str, dict]:
     try:
         cfg = parse_noise_spec(spec or "gaussian:25", quantize_prob=0.0)  # write_image rounds to the file's depth
     except ValueError as e:
-        raise gr.Error(f"Noise: {e}") from None
+        raise user_error(f"Noise: {e}") from None
     clean = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))[None]
     gen = torch.Generator().manual_seed(int(seed or 0))
     noisy = synthesize(clean, cfg, gen)[0].clamp(0, 1).numpy().transpose(1, 2, 0)
@@ -205,7 +243,7 @@ def inspect_region(before_path: str, after_path: str, x: int, y: int, size: int 
     after, _ = read_upload(after_path)
     h, w = after.shape[:2]
     if before.shape[:2] != (h, w):
-        raise gr.Error("The result does not belong to this input: denoise it again.")
+        raise user_error("The result does not belong to this input: denoise it again.")
     half = size // 2
     x0 = int(np.clip(x - half, 0, max(0, w - size)))
     y0 = int(np.clip(y - half, 0, max(0, h - size)))

@@ -17,11 +17,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import gradio as gr
-
 from .config import DataConfig, ModelConfig, NoiseConfig, RunConfig, TrainConfig
 from .monitor import TrainingJob, read_metrics
 from .ui_data import resolve_source
+from .ui_messages import user_error
 
 NEW_MODEL = ""  # the "start from" choice that means: a fresh, randomly initialised model
 _jobs: dict[str, TrainingJob] = {}
@@ -204,5 +203,5 @@ def to_gr_error(fn):
         try:
             return fn(*args, **kwargs)
         except (ValueError, OSError, RuntimeError) as e:
-            raise gr.Error(str(e)) from None
+            raise user_error(str(e)) from None
     return wrapped

@@ -33,7 +33,18 @@ def test_lists_checkpoints_exports_engines_and_runs(tmp_path):
                      "runs/old/best.safetensors", "runs/old/model.onnx"]
     kinds = {e.path.name: e.kind for e in entries}
     assert kinds["gray.engine"] == "engine" and kinds["model.onnx"] == "onnx" and kinds["mine.onnx"] == "onnx"
-    assert all(e.label.endswith(f"({e.kind})") for e in entries)
+    # Short names that fit the picker: the run's name, not a path that gets cut off.
+    labels = {e.path.relative_to(tmp_path).as_posix(): e.label for e in entries}
+    assert labels == {"elsewhere/mine.onnx": "elsewhere/mine (ONNX)", "checkpoints/gray.onnx": "gray (ONNX)",
+                      "checkpoints/gray.engine": "gray (TensorRT)", "checkpoints/gray.safetensors": "gray",
+                      "runs/new/model.safetensors": "new/model", "runs/old/model.safetensors": "old/model",
+                      "runs/old/best.safetensors": "old/best", "runs/old/model.onnx": "old/model (ONNX)"}
+
+
+def test_two_models_with_one_short_name_are_told_apart_by_their_path(tmp_path):
+    a, b = touch(tmp_path / "x" / "run" / "model.onnx"), touch(tmp_path / "y" / "run" / "model.onnx")
+    labels = [e.label for e in discover_models(None, None, extra=(a, b))]
+    assert len(set(labels)) == 2 and all(label.endswith("run/model.onnx") for label in labels)
 
 
 def test_the_shipped_default_comes_first_and_missing_folders_are_fine(tmp_path):
@@ -42,5 +53,5 @@ def test_the_shipped_default_comes_first_and_missing_folders_are_fine(tmp_path):
     if DEFAULT_MODEL.exists():
         assert entries[0].path == DEFAULT_MODEL.resolve()
         # the picker says that gray uploads go to the gray model with it (ui_denoise does that)
-        assert entries[0].label.endswith(f"(checkpoint; gray images: {DEFAULT_GRAY_MODEL.name})")
+        assert entries[0].label.endswith(f"{DEFAULT_MODEL.stem} · gray: {DEFAULT_GRAY_MODEL.stem}")
     assert tmp_path / "a.safetensors" in [e.path for e in entries]

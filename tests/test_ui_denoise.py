@@ -142,3 +142,41 @@ def test_old_results_are_removed_so_disk_use_stays_bounded(monkeypatch):
     monkeypatch.setattr(ui_denoise, "_last_prune", 0.0)
     fresh = ui_denoise.output_dir()
     assert not old.exists() and first.exists() and fresh.exists()
+
+
+def test_an_upload_gets_its_noise_level_as_estimate_noise_measures_it(tmp_path):
+    from denoiser.noise_estimate import estimate_channel_sigmas
+    from denoiser.ui_denoise import upload_summary
+
+    noisy, _ = read_image(DATA / "noisy_astronaut.png")  # sigma 25 before clipping (data/README.md)
+    want = estimate_channel_sigmas(noisy)
+    line = upload_summary(str(DATA / "noisy_astronaut.png"))
+    assert f"σ ≈ {np.mean(want):.1f}** (moderate)" in line and 22 < np.mean(want) < 28
+    assert f"R {want[0]:.1f}, G {want[1]:.1f}, B {want[2]:.1f}" in line and "256x256 colour, 8-bit PNG" in line
+    assert "(looks clean)" in upload_summary(str(DATA / "camera.png"))
+
+    # A big photo is measured on a centre crop (bounded time and memory), and says so.
+    rng = np.random.default_rng(0)
+    flat = np.clip(0.5 + rng.normal(0, 10 / 255, (1100, 1300, 1)), 0, 1)
+    line = upload_summary(str(write_image(tmp_path / "big.png", flat, ImageInfo(bits=16, gray=True))), side=512)
+    sigma = float(line.split("σ ≈ ")[1].split("**")[0])
+    assert abs(sigma - 10) < 0.5 and "from a 512x512 centre crop" in line and "1300x1100 gray, 16-bit" in line
+
+    tiny = write_image(tmp_path / "tiny.png", flat[:8, :8], ImageInfo(bits=8, gray=True))
+    assert "noise level: cannot estimate" in upload_summary(str(tiny))  # still an image one may denoise
+
+
+def test_a_refused_upload_is_a_message_and_one_console_line(tmp_path, capfd):
+    import gradio as gr
+
+    from denoiser.ui_denoise import upload_summary
+
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    with pytest.raises(gr.Error, match="Cannot use this file: not a readable image") as err:
+        upload_summary(str(bad))
+    assert err.value.print_exception is False  # Gradio prints no traceback for it
+    assert str(tmp_path) not in err.value.message
+    console = capfd.readouterr().err.splitlines()
+    assert len(console) == 1 and "notes.png" in console[0]
+    assert console[0].startswith("denoiser: refused: Cannot use this file")
