@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import shutil
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -105,15 +106,17 @@ def header_megapixels(path: Path) -> float | None:
     """The image's size from its header, without decoding it; None if the header is unreadable
     (the reader then refuses the file itself, at the same first step)."""
     try:
-        with Image.open(path) as im:
-            return im.width * im.height / 1e6
+        with warnings.catch_warnings():  # a huge size is the reader's to refuse, not a warning in the log
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                return im.width * im.height / 1e6
     except Exception:  # crafted headers make Pillow raise anything; the reader reports them
         return None
 
 
 def refuse_over_budget(images: list[Path], budget_mp: float, max_pixels: int) -> list[FileResult]:
-    """Take images in order while they fit in `budget_mp`; delete the rest from staging and
-    return them as refused rows. Files over the per-image limit are left for the reader to
+    """Take each image, in order, if it fits in what is left of `budget_mp`; delete the others
+    from staging and return them as refused rows. Files over the per-image limit are left for the reader to
     refuse (they cost nothing) and so do not count."""
     left, refused = budget_mp, []
     for p in images:
