@@ -5,7 +5,9 @@ the package. No model logic here.
 Public API: the Denoise button's event, `api_name="denoise"`, inputs (image, strength), output
 one image (a lossless PNG path). `preprocess=False` hands the upload to our own reader (clear
 errors, 16-bit kept). The model a browser session picked travels in a `gr.State`, which API
-clients do not see: they get the model the app was started with. Every other event is private.
+clients do not see: they get the model the app was started with. Every other event is the
+page's own and answers only inside a page session (ui_access.py says why and how); batches
+are page-only too (scripts loop over /denoise, or run `denoiser denoise` on the server).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import gradio as gr  # ui.py is only imported to build the page; `import denoiser` stays light
 
@@ -21,9 +24,13 @@ from .inference import BACKENDS, default_model_path
 from .models import DEFAULT_CHECKPOINTS_DIR, DEFAULT_RUNS_DIR, discover_models
 from .ui_messages import user_error
 
+if TYPE_CHECKING:
+    from .ui_batch import BatchLimits
+
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 MAX_UPLOAD_MB = 50
-DENOISE_CONCURRENCY = 2  # denoise + batch calls running at once; the rest wait in the queue
+DENOISE_CONCURRENCY = 2  # denoise calls running at once; the rest wait in the queue
+BATCH_CONCURRENCY = 1  # batches run in a group of their own, so they never hold a denoise slot
 QUEUE_SIZE = 64  # more waiting callers than this are told the server is busy
 PLOT_HEIGHT = 220
 # Gradio keeps every upload in its cache until the server stops: check hourly, delete those older
@@ -63,10 +70,11 @@ def start_model(model_path: str | Path | None) -> str:
 
 
 def build_ui(model_path: str | Path | None = None, backend: str = "auto", runs_dir: str | Path | None = None,
-             data_root: str | Path | None = None, checkpoints_dir: str | Path | None = DEFAULT_CHECKPOINTS_DIR):
+             data_root: str | Path | None = None, checkpoints_dir: str | Path | None = DEFAULT_CHECKPOINTS_DIR,
+             batch_limits: BatchLimits | None = None, admins: tuple[str, ...] = ()):
     import pandas as pd
 
-    from . import ui_batch, ui_denoise, ui_train
+    from . import ui_access, ui_batch, ui_denoise, ui_train
     from .imageio import IMAGE_EXTENSIONS
     from .noise import NOISE_KINDS
     from .nets import ARCHS
@@ -77,6 +85,8 @@ def build_ui(model_path: str | Path | None = None, backend: str = "auto", runs_d
     examples = sorted(DATA_DIR.glob("*.png"))
     runs_dir = Path(runs_dir or DEFAULT_RUNS_DIR)
     T = ui_train.TrainForm()
+    batch_limits = batch_limits or ui_batch.BatchLimits()
+    pages, owners = ui_access.PageSessions(), ui_access.RunOwners(frozenset(admins))
 
     def model_choices(kind: str | None = None) -> list[tuple[str, str]]:
         entries = discover_models(checkpoints_dir, runs_dir, extra=(model,))
@@ -124,13 +134,19 @@ def build_ui(model_path: str | Path | None = None, backend: str = "auto", runs_d
         return ui_denoise.add_noise(ui_denoise.upload_path(image), spec, seed)
 
     def batch(files, strength, choice):
-        return ui_batch.denoise_batch(files, strength, choice["path"], choice["backend"])
+        return ui_batch.denoise_batch(files, strength, choice["path"], choice["backend"], limits=batch_limits,
+                                      caller_gone=ui_access.caller_gone(demo))
 
     @ui_train.to_gr_error
-    def start_training(*values):
+    def start_training(request: gr.Request, *values):
         form = ui_train.TrainForm(**dict(zip(train_fields, values)))
         run_dir, line = ui_train.start(form, runs_dir, data_root)
+        owners.claim(run_dir, request)
         return {"run_dir": run_dir, "preview": None}, line, gr.Timer(active=True)
+
+    def stop_training(state, request: gr.Request):
+        override = owners.check_stop(state["run_dir"], request)
+        return ui_train.stop(state["run_dir"]) + override
 
     def poll(state):
         p = ui_train.progress(state["run_dir"])
@@ -298,6 +314,8 @@ def build_ui(model_path: str | Path | None = None, backend: str = "auto", runs_d
                 timer = gr.Timer(1.0, active=False)
 
         private = {"api_visibility": "private"}
+        demo.load(pages.open, None, None, **private)
+        demo.unload(pages.close)
         gr.on([demo.load, picker.change, backend_pick.change], select_model, [picker, backend_pick, choice],
               [choice, model_info], **private)
         demo.load(follow_running_run, None, [run_state, timer], **private)
@@ -316,15 +334,16 @@ def build_ui(model_path: str | Path | None = None, backend: str = "auto", runs_d
                       **private)
         out.select(inspect, [result], region, **private)
         batch_run.click(batch, [files, batch_strength, choice], [batch_zip, batch_table, batch_summary],
-                        preprocess=False, concurrency_id="denoise", concurrency_limit=DENOISE_CONCURRENCY, **private)
+                        preprocess=False, concurrency_id="batch", concurrency_limit=BATCH_CONCURRENCY, **private)
         source.change(lambda s: (gr.update(visible=s.endswith("zip")), gr.update(visible=s == "folder")), source,
                       [zip_file, folder], **private)
         start.click(start_training, train_inputs, [run_state, train_status, timer], **private)
-        stop.click(lambda s: ui_train.stop(s["run_dir"]), run_state, train_status, **private)
+        stop.click(stop_training, run_state, train_status, **private)
         timer.tick(poll, run_state, [run_state, train_status, loss_plot, psnr_plot, preview, stop, use, export_button,
                                      timer], **private)
         use.click(use_model, run_state, [picker, tabs], **private)
         export_button.click(export, run_state, [export_file, export_line], **private)
+        pages.guard_private_events(demo)  # last: every private event above answers pages only
     demo.queue(default_concurrency_limit=DENOISE_CONCURRENCY, max_size=QUEUE_SIZE)
     return demo
 
@@ -357,16 +376,20 @@ def read_auth_file(path: str | Path) -> list[tuple[str, str]]:
 
 def launch(model_path: str | None = None, host: str = "127.0.0.1", port: int = 7860, backend: str = "auto",
            runs_dir: str | None = None, data_root: str | None = None, max_upload_mb: float = MAX_UPLOAD_MB,
-           auth: list[tuple[str, str]] | None = None) -> None:
+           auth: list[tuple[str, str]] | None = None, batch_limits: BatchLimits | None = None,
+           admins: tuple[str, ...] = ()) -> None:
+    from .ui_access import LoginThrottle
+
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     if host not in ("127.0.0.1", "localhost", "::1") and not auth:
         print(f"denoiser: serving on {host} with no login: anyone who can reach port {port} can denoise, "
-              "train and stop training; pass --auth-file to ask for a password", file=sys.stderr)
-    demo = build_ui(model_path, backend, runs_dir=runs_dir, data_root=data_root)
+              "batch and train; pass --auth-file to ask for a password", file=sys.stderr)
+    demo = build_ui(model_path, backend, runs_dir=runs_dir, data_root=data_root, batch_limits=batch_limits,
+                    admins=admins)
     prepare_start_model(start_model(model_path), backend)
     # quiet: Gradio's own banner suggests `share=True`, which this app never uses; we say where it serves.
-    demo.launch(server_name=host, server_port=port, auth=auth or None, quiet=True, prevent_thread_lock=True,
-                **launch_options(max_upload_mb))
+    demo.launch(server_name=host, server_port=port, auth=LoginThrottle(auth).check if auth else None, quiet=True,
+                prevent_thread_lock=True, **launch_options(max_upload_mb))
     print(f"denoiser: serving on {demo.local_url} (Ctrl-C stops it)", flush=True)
     demo.block_thread()
 

@@ -151,3 +151,74 @@ def test_a_model_that_cannot_be_used_is_named_without_its_server_folder(tmp_path
         denoise_batch([str(tmp_path / "in.png")], 1.0, str(tmp_path / "garbage.onnx"), "auto")
     assert "garbage.onnx: not a readable ONNX file" in refused.value.message
     assert str(tmp_path) not in refused.value.message
+
+
+def solid_png_zip(path, count, side, extra=()):
+    """A small zip of many large solid PNGs: kilobytes to send, megapixels to denoise."""
+    from PIL import Image
+
+    one = path.parent / "solid.png"
+    Image.new("RGB", (side, side), (90, 120, 150)).save(one)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for k in range(count):
+            zf.write(one, f"big_{k:03d}.png")
+        for name, file in extra:
+            zf.write(file, name)
+    return str(path)
+
+
+def test_batch_over_its_megapixel_budget_is_refused_from_the_headers(tiny_checkpoint, tmp_path):
+    """40 solid 3000x3000 PNGs are 360 MP in a zip of a few hundred kB; with a 10 MP budget the
+    first one and a small image fit, and the other 39 are refused, named, and never decoded."""
+    import time
+
+    from denoiser.ui_batch import TABLE_HEADERS, BatchLimits, denoise_batch
+
+    upload = solid_png_zip(tmp_path / "bomb.zip", 40, 3000, extra=[("tiny.png", DATA / "camera.png")])
+    t0 = time.perf_counter()
+    archive, rows, summary = denoise_batch([upload], 1.0, str(tiny_checkpoint), "torch",
+                                           limits=BatchLimits(max_megapixels=10))
+    seconds = time.perf_counter() - t0
+    table = {row[0]: dict(zip(TABLE_HEADERS, row)) for row in rows}
+    assert {n for n, r in table.items() if r["status"] == "ok"} == {"bomb/big_000.png", "bomb/tiny.png"}
+    refused = {n: r for n, r in table.items() if r["status"] == "refused"}
+    assert len(refused) == 39 and all("10 MP budget" in r["reason"] and r["seconds"] == 0 for r in refused.values())
+    assert "2 denoised, 0 failed, 39 refused (over the 10 MP budget of one batch)" in summary
+    with zipfile.ZipFile(archive) as zf:
+        assert sorted(zf.namelist()) == ["bomb/big_000.png", "bomb/tiny.png"]
+    print(f"{seconds:.1f} s for a batch that asked for {40 * 9} MP")
+
+
+def test_batch_stops_at_its_time_limit_and_says_what_it_left(tiny_checkpoint, tmp_path):
+    from denoiser.ui_batch import TABLE_HEADERS, BatchLimits, denoise_batch
+
+    upload = solid_png_zip(tmp_path / "many.zip", 30, 1200)
+    archive, rows, summary = denoise_batch([upload], 1.0, str(tiny_checkpoint), "torch",
+                                           limits=BatchLimits(max_seconds=0.5))
+    status = {row[0]: dict(zip(TABLE_HEADERS, row))["status"] for row in rows}
+    ok = sorted(n for n, s in status.items() if s == "ok")
+    left = [n for n, s in status.items() if s == "stopped"]
+    assert len(status) == 30 and len(ok) + len(left) == 30 and len(left) >= 10
+    assert all("time limit of 0.5 s" in row[-1] for row in rows if row[1] == "stopped")
+    assert f"{len(ok)} denoised, 0 failed, {len(left)} not done (the batch reached its time limit of 0.5 s)" in summary
+    if ok:  # the zip holds exactly the files marked ok, nothing half-way
+        with zipfile.ZipFile(archive) as zf:
+            assert sorted(zf.namelist()) == ok
+    else:
+        assert archive is None and "Nothing to download" in summary
+
+
+def test_batch_stops_when_its_caller_has_gone(tiny_checkpoint, tmp_path):
+    from denoiser.ui_batch import denoise_batch
+
+    asked = []
+
+    def caller_gone():  # the caller leaves after the batch has checked on it three times
+        asked.append(1)
+        return len(asked) > 3
+
+    upload = solid_png_zip(tmp_path / "many.zip", 20, 256)
+    _, rows, summary = denoise_batch([upload], 1.0, str(tiny_checkpoint), "torch", caller_gone=caller_gone)
+    done = [row for row in rows if row[1] == "ok"]
+    assert 1 <= len(done) <= 3 and len(rows) == 20
+    assert f"{20 - len(done)} not done (the batch was cancelled: its caller left)" in summary
