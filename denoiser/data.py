@@ -246,7 +246,8 @@ class PairedFolder(Dataset):
         refuse_too_large(sides[0], limits)
         lazy = check_budget(sides[0].nbytes + sides[1].nbytes, f"the {len(self.names)} pairs", limits)
         (self.noisy, good_n, _), (self.clean, good_c, _) = (load(side, channels, limits, lazy) for side in sides)
-        problems += [f"unreadable pair {stem}" for i, stem in enumerate(self.names) if i not in good_n or i not in good_c]
+        good = set(good_n) & set(good_c)
+        problems += [f"unreadable pair {stem}" for i, stem in enumerate(self.names) if i not in good]
         if problems:
             raise ValueError(f"{len(problems)} problem(s) with paired folders {noisy_dir} / {clean_dir}:\n  "
                              + "\n  ".join(problems))

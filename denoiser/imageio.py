@@ -119,7 +119,10 @@ def read_size(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[i
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 w, h = img.size
-                orientation = int(img.getexif().get(ORIENTATION, 1))
+                # A PNG's getexif() decodes the whole image to look for EXIF after the pixels;
+                # EXIF there is rare, and orientation 5-8 rarer: the header's EXIF, or none, it is.
+                header_only = img.format == "PNG" and "exif" not in img.info
+                orientation = 1 if header_only else int(img.getexif().get(ORIENTATION, 1))
     except FileNotFoundError:
         raise ImageError("file not found") from None
     except Image.DecompressionBombError as e:

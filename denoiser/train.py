@@ -29,8 +29,8 @@ import torch.distributed as dist
 from .atomic import atomic_write
 from .checkpoint import load_checkpoint, load_extra_tensors, read_metadata, save_checkpoint
 from .config import RunConfig, from_dict, to_dict
-from .interrupt import TrainingInterrupted
 from .data import make_loader
+from .interrupt import TrainingInterrupted
 from .metrics import psnr, ssim, training_loss
 from .nets import build_model, count_parameters
 from .monitor import Callback, MetricsLog, Progress, save_preview
@@ -38,6 +38,7 @@ from .noise import parse_noise_spec, synthesize
 from .optim import EMA, lr_at, make_optimizer, schedule_total
 from .resume import check_progress, resumed_config
 from .validation import VAL_SEED, TrainingData, build_data  # noqa: F401 (scripts import them from here)
+
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":

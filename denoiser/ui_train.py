@@ -11,6 +11,7 @@ a run is going follows that run.
 from __future__ import annotations
 
 import functools
+import json
 import shutil
 import threading
 import time
@@ -196,6 +197,9 @@ def progress(run_dir: str | None) -> Progress:
         parts.append(f"loss {loss[-1]['loss']:.4f}")
     if psnr:
         parts.append(f"val PSNR {psnr[-1]['val PSNR (dB)']:.2f} dB (best {max(p['val PSNR (dB)'] for p in psnr):.2f})")
+    why = _procedural_validation(run)
+    if why:
+        parts.append(f"validation on procedural images: {why}")
     if job and job.error:
         state = f"failed: {job.error}"
     elif running:
@@ -205,6 +209,14 @@ def progress(run_dir: str | None) -> Progress:
     return Progress(" · ".join(parts) + f" — {state}", loss, psnr,
                     str(previews[-1]) if previews else None, running,
                     str(model) if model.exists() and not running else None)
+
+
+def _procedural_validation(run: Path) -> str | None:
+    """Why the run validates on procedural images (too few of the user's own), if it does."""
+    try:
+        return (json.loads((run / "config.json").read_text()).get("validation") or {}).get("procedural_fallback")
+    except (OSError, ValueError):  # not written yet
+        return None
 
 
 def finished_model(run_dir: str | None) -> str:

@@ -49,8 +49,8 @@ def build_data(cfg: RunConfig, device: torch.device) -> TrainingData:
     items = len(dataset) if isinstance(dataset, PairedFolder) else len(dataset.images.images)
     val_noisy, val_clean, validation = _validation_set(cfg, held_out, pairs, device)
     if validation["procedural_fallback"]:
-        log.warning("validation uses procedural images: %s. Its PSNR says little about your own images.",
-                    validation["procedural_fallback"])
+        log.warning("validation uses procedural images: %s. Its PSNR says little about your own images; "
+                    "give --val-dir to validate on them.", validation["procedural_fallback"])
     return TrainingData(dataset, val_noisy, val_clean, items, validation)
 
 
@@ -89,9 +89,9 @@ def _why_procedural(cfg: RunConfig, pairs: PairedFolder | None) -> str | None:
     """Why a run with files of its own is validated on procedural images (None: it has none)."""
     d = cfg.data
     if pairs is not None:
-        return f"{len(pairs)} pair(s) are too few to hold one out; give --val-dir"
+        return f"{len(pairs)} pair(s) are too few to hold one out"
     if not d.clean_dirs:
         return None
     if d.val_holdout <= 0:
-        return "no clean images are held out (--val-holdout 0); give --val-dir"
-    return "fewer than 10 clean images, too few to hold some out; give --val-dir"
+        return "no clean images are held out (--val-holdout 0)"
+    return "fewer than 10 clean images, too few to hold some out"
