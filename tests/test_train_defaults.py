@@ -83,6 +83,12 @@ def test_resume_continues_a_finished_run_to_the_steps_asked_and_refuses_what_it_
         assert main(["train", "--resume", "--run-dir", str(run), *flags, "--quiet"]) == 2, flags
         assert says in capsys.readouterr().err
     assert (run / "config.json").read_text() == before and read_metadata(run / "last.safetensors")["step"] == 8
+    # every train flag maps to the config field it sets, so none can slip past these checks
+    from denoiser.cli import build_parser
+    from denoiser.cli_train import flag_fields
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices["train"]
+    assert "model.width" in flag_fields({a.dest for a in sub._actions if a.dest != "help"})
     # how it runs may change: threads and intervals are not the experiment
     assert main(["train", "--resume", "--run-dir", str(run), "--steps", "10", "--threads", "2",
                  "--log-interval", "1", "--quiet"]) == 0
