@@ -56,7 +56,8 @@ def flag_fields(dests: set[str]) -> set[str]:
                 for f in dataclasses.fields(RunConfig)}
     out = set()
     for dest in dests - NOT_CONFIG:
-        named = TRAIN_FLAG_FIELDS.get(dest) or tuple(f"{sec}.{dest}" for sec, names in sections.items() if dest in names)
+        named = TRAIN_FLAG_FIELDS.get(dest) or tuple(f"{sec}.{dest}" for sec, fields in sections.items()
+                                                     if dest in fields)
         if not named:
             raise AssertionError(f"train flag --{dest} sets no config field")  # a new flag needs an entry above
         out.update(named)

@@ -146,5 +146,6 @@ def test_a_procedural_fallback_is_announced_and_recorded_and_pairs_validate_on_h
     assert torch.allclose(data.val_noisy, torch.full_like(data.val_noisy, 220 / 255))
     caplog.clear()
     train(cfg, tmp_path / "pairs-run", progress=False)
-    assert json.loads((tmp_path / "pairs-run" / "config.json").read_text())["validation"]["source"] == "1 held-out pair(s)"
+    recorded = json.loads((tmp_path / "pairs-run" / "config.json").read_text())["validation"]
+    assert recorded["source"] == "1 held-out pair(s)"
     assert "procedural" not in caplog.text
