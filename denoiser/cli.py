@@ -10,8 +10,8 @@ import json
 import sys
 from pathlib import Path
 
-from .config import (DataConfig, EngineProfile, ExportConfig, ModelConfig, NoiseConfig, RunConfig, SynthConfig,
-                     TrainConfig, parse_duration, parse_hw)
+from .config import (FINETUNE_LR, DataConfig, EngineProfile, ExportConfig, ModelConfig, NoiseConfig, SynthConfig,
+                     TrainConfig, parse_hw)
 
 EXAMPLES = """examples:
   denoiser denoise photos/ -o clean/                 denoise a folder with the default model
@@ -74,34 +74,9 @@ def _denoise(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .noise import parse_noise_spec
-    from .train import train
+    from .cli_train import train_command
 
-    if args.channels not in (1, 3):
-        raise ValueError("--channels must be 1 (gray) or 3 (colour)")
-    noise = parse_noise_spec(args.noise, args.quantize_prob)
-    data = DataConfig(clean_dirs=tuple(args.clean), procedural=not args.no_procedural or not (args.clean or args.pairs),
-                      procedural_weight=args.procedural_weight, pairs=tuple(args.pairs) if args.pairs else None,
-                      pairs_weight=args.pairs_weight, channels=args.channels, crop=args.crop,
-                      batch_size=args.batch_size, num_workers=args.workers, val_count=args.val_count,
-                      val_dir=args.val_dir, val_holdout=args.val_holdout, clean_weights=tuple(args.clean_weights))
-    from .nets import arch_config
-
-    model = arch_config(args.arch, channels=args.channels, width=args.width or None, levels=args.levels or None,
-                        blocks_per_level=args.blocks or None, unshuffle=args.unshuffle or None)
-    tr = TrainConfig(steps=args.steps, time_budget_s=parse_duration(args.time_budget) if args.time_budget else 0.0,
-                     epochs=args.epochs, solver=args.solver, lr=args.lr, momentum=args.momentum,
-                     weight_decay=args.weight_decay, schedule=args.schedule, warmup_steps=args.warmup,
-                     step_every=args.step_every, step_gamma=args.step_gamma, loss=args.loss,
-                     ssim_weight=args.ssim_weight, grad_clip=args.grad_clip, ema=args.ema, amp=args.amp,
-                     channels_last=args.channels_last, seed=args.seed, device=args.device,
-                     log_interval=args.log_interval, val_interval=args.val_interval,
-                     snapshot_interval=args.snapshot_interval, preview_count=args.previews,
-                     tensorboard=args.tensorboard, threads=args.threads)
-    final = train(RunConfig(noise, data, model, tr), args.run_dir, resume=args.resume, init=args.init,
-                  progress=not args.quiet)
-    print(f"final model: {final}")
-    return 0
+    return train_command(args)
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -288,6 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--crop", type=int, default=D.crop, help="training crop size in pixels")
     g.add_argument("--batch-size", type=int, default=D.batch_size, help="crops per step (per process under torchrun)")
     g.add_argument("--workers", type=int, default=D.num_workers, help="data loader processes")
+    g.add_argument("--max-pixels", type=int, default=D.max_image_pixels,
+                   help="refuse training images larger than this (a guard against decompression bombs)")
+    g.add_argument("--data-memory", type=float, default=D.memory_budget / 2**30, metavar="GB",
+                   help="decoded training images held in memory (GiB); past it they are read from disk as "
+                        "training goes (slower)")
     g = t.add_argument_group("validation")
     g.add_argument("--val-dir", metavar="DIR", help="validation folder: clean images, or noisy/ and clean/ pairs")
     g.add_argument("--val-holdout", type=float, default=D.val_holdout,
@@ -314,11 +294,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "time, snapshots keep the time spent, --resume continues the same schedule")
     g.add_argument("--epochs", type=int, default=T.epochs, help="if > 0: train this many epochs instead of --steps")
     g.add_argument("--solver", default=T.solver, choices=["adamw", "adam", "sgd"])
-    g.add_argument("--lr", type=float, default=T.lr, help="base (peak) learning rate")
+    g.add_argument("--lr", type=float, default=argparse.SUPPRESS,
+                   help=f"base (peak) learning rate (default: {T.lr:g}; with --init {FINETUNE_LR:g}, a fine-tuning "
+                        "rate that does not undo what the model learned)")
     g.add_argument("--momentum", type=float, default=T.momentum, help="SGD momentum")
     g.add_argument("--weight-decay", type=float, default=T.weight_decay)
     g.add_argument("--schedule", default=T.schedule, choices=["cosine", "constant", "step", "onecycle"])
-    g.add_argument("--warmup", type=int, default=T.warmup_steps, help="linear warm-up steps")
+    g.add_argument("--warmup", type=int, default=T.warmup_steps,
+                   help=f"linear warm-up steps, at most {T.warmup_max_share * 100:g}%% of a run counted in steps")
     g.add_argument("--step-every", type=int, default=T.step_every, help="step schedule: decay every N steps (0 = thirds)")
     g.add_argument("--step-gamma", type=float, default=T.step_gamma, help="step schedule: decay factor")
     g.add_argument("--loss", default=T.loss, choices=["l1", "l2", "charbonnier"])
@@ -332,7 +315,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=T.seed)
     g = t.add_argument_group("run")
     g.add_argument("--run-dir", default="runs/latest", help="run folder (config, metrics, checkpoints)")
-    g.add_argument("--resume", action="store_true", help="continue the run folder's last snapshot (its own config)")
+    g.add_argument("--resume", action="store_true",
+                   help="continue the run folder's last snapshot with its own config; --steps, --epochs or "
+                        "--time-budget may lengthen it, --device, --threads, the intervals and --workers may "
+                        "change, anything else is an error")
     g.add_argument("--device", default=T.device, help="auto, cpu, cuda, cuda:1 ...")
     g.add_argument("--threads", type=int, default=T.threads, help="CPU threads (0 = torch default)")
     g.add_argument("--log-interval", type=int, default=T.log_interval, help="log every N steps")
@@ -476,6 +462,10 @@ def _add_runtime(p: argparse.ArgumentParser, device: bool = True, tile: bool = T
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "train":  # what --resume is asked to change
+        from .cli_train import given_flags
+
+        args.given = given_flags(build_parser(), sys.argv[1:] if argv is None else argv)
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, RuntimeError) as e:

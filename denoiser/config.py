@@ -71,6 +71,12 @@ class DataConfig:
     val_crop: int = 128
     val_dir: str | None = None  # validation folder: clean images, or noisy/ + clean/ pairs
     val_holdout: float = 0.05  # else hold out this share of training files, every k-th by name
+    # Training images are held decoded (uint8) up to `memory_budget` bytes; past it they are read
+    # from disk as training goes (slower), or, with `read_past_budget` off (uploads to the app),
+    # refused. Larger images than `max_image_pixels` are refused (as `denoiser denoise --max-pixels`).
+    max_image_pixels: int = 150_000_000
+    memory_budget: int = 8 << 30
+    read_past_budget: bool = True
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,9 @@ class TrainConfig:
     weight_decay: float = 0.0
     schedule: str = "cosine"  # cosine | constant | step | onecycle
     warmup_steps: int = 50  # linear warm-up (not used by onecycle, which has its own ramp)
+    # ... but never more than this share of a run counted in steps: `--steps 50` with 50 warm-up
+    # steps would end before reaching its learning rate.
+    warmup_max_share: float = 0.1
     lr_min_factor: float = 0.02  # cosine decays to lr * this
     step_every: int = 0  # step schedule: decay every N steps (0 = a third of the run)
     step_gamma: float = 0.1
@@ -125,6 +134,11 @@ class TrainConfig:
     preview_count: int = 4  # validation crops saved as noisy | output | clean previews
     tensorboard: bool = False
     threads: int = 0  # torch CPU threads; 0 keeps torch's default
+
+
+# `--init` without `--lr`: fine-tuning at the from-scratch rate (1e-3) undoes what the start model
+# learned (50 steps took the shipped model from 27.31 to 25.62 dB); the v2 models peak at 1e-4.
+FINETUNE_LR = 1e-4
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -21,10 +22,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .config import DataConfig
-from .imageio import ImageError, is_image_path, read_image, to_uint8
+# LUMA and to_channels live in image_store and are imported from here too
+from .image_store import (LUMA, Limits, Probed, check_budget, load, probe, refuse_too_large,  # noqa: F401
+                          shapes_of, take, to_channels)
+from .imageio import ImageError, TooManyPixels, is_image_path, read_size, to_uint8
 
 log = logging.getLogger(__name__)
-LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R BT.601, as Pillow's RGB -> L
 
 
 def list_images(folder: str | Path, recursive: bool = True) -> list[Path]:
@@ -35,23 +38,16 @@ def list_images(folder: str | Path, recursive: bool = True) -> list[Path]:
     return sorted(p for p in files if p.is_file() and is_image_path(p) and not p.name.startswith("."))
 
 
-def to_channels(arr: np.ndarray, channels: int) -> np.ndarray:
-    """(H, W, C) -> (H, W, channels): gray is replicated to RGB, RGB weighted to luma.
-
-    Alpha never gets here: imageio splits it off, so RGBA sources train on their colour.
-    """
-    if arr.shape[2] == channels:
-        return arr
-    if channels == 3:
-        return np.repeat(arr, 3, axis=2)
-    return (arr.astype(np.float32) @ LUMA)[..., None]  # a gray photo of the scene, not a channel mean
+def limits_of(cfg: DataConfig) -> Limits:
+    return Limits(cfg.max_image_pixels, cfg.memory_budget, cfg.read_past_budget)
 
 
 @dataclass
 class CleanImages:
-    """Decoded clean images kept in memory as uint8 (Train400 + CBSD432 is about 80 MB)."""
+    """Clean images as uint8, decoded in memory (Train400 + CBSD432 is about 80 MB) or, past the
+    memory budget, read from disk as needed (`image_store.DiskImages`)."""
 
-    images: list[np.ndarray]
+    images: Sequence[np.ndarray]
     names: list[str]
     skipped_small: int = 0
     skipped_unreadable: int = 0
@@ -59,35 +55,42 @@ class CleanImages:
 
     def subset(self, keep: list[bool]) -> "CleanImages":
         src = self.source or [0] * len(self.images)
-        return CleanImages([im for im, k in zip(self.images, keep) if k], [nm for nm, k in zip(self.names, keep) if k],
+        return CleanImages(take(self.images, keep), [nm for nm, k in zip(self.names, keep) if k],
                            self.skipped_small, self.skipped_unreadable, [s for s, k in zip(src, keep) if k])
 
+    @property
+    def shapes(self) -> list[tuple[int, ...]]:
+        return shapes_of(self.images)
 
-def load_clean_images(dirs: tuple[str, ...], channels: int, min_size: int) -> CleanImages:
+
+def load_clean_images(dirs: tuple[str, ...], channels: int, min_size: int, limits: Limits | None = None) -> CleanImages:
     """Every image under each folder (recursive), as uint8 with `channels` channels.
 
     Images smaller than `min_size` (the crop) and unreadable files are skipped, counted, and
-    reported as a warning; they never stop training.
+    reported as a warning; they never stop training. Images over the pixel limit stop it, and
+    a set over the memory budget is read from disk or refused (`image_store`).
     """
-    out = CleanImages([], [])
+    limits = limits or limits_of(DataConfig())
+    found, source, small = Probed(), [], [0] * len(dirs)
+    unreadable = [0] * len(dirs)
     for index, d in enumerate(dirs):
-        small, unreadable = out.skipped_small, out.skipped_unreadable
-        for path in list_images(d):
-            try:
-                arr, _ = read_image(path)
-            except ImageError:
-                out.skipped_unreadable += 1
-                continue
-            if min(arr.shape[:2]) < min_size:
-                out.skipped_small += 1
-                continue
-            out.images.append(to_uint8(to_channels(arr, channels)))
-            out.names.append(str(path))
-            out.source.append(index)
-        small, unreadable = out.skipped_small - small, out.skipped_unreadable - unreadable
-        if small or unreadable:
+        got = probe(list_images(d), channels, limits.max_pixels, lambda p, d=d: _rel(p, d))
+        keep = [min(shape[:2]) >= min_size for shape in got.shapes]
+        small[index], unreadable[index] = keep.count(False), len(got.unreadable)
+        found.paths += take(got.paths, keep)
+        found.shapes += take(got.shapes, keep)
+        found.too_large += got.too_large
+        source += [index] * sum(keep)
+    refuse_too_large(found, limits)
+    lazy = check_budget(found.nbytes, f"the {len(found.paths)} clean images", limits)
+    images, good, broken = load(found, channels, limits, lazy)
+    for i in set(range(len(found.paths))) - set(good):
+        unreadable[source[i]] += 1
+    out = CleanImages(images, [found.paths[i] for i in good], sum(small), sum(unreadable), [source[i] for i in good])
+    for index, d in enumerate(dirs):
+        if small[index] or unreadable[index]:
             log.warning("%s: skipped %d image(s) smaller than %d px and %d unreadable file(s)",
-                        d, small, min_size, unreadable)
+                        d, small[index], min_size, unreadable[index])
     return out
 
 
@@ -219,60 +222,81 @@ class PairedFolder(Dataset):
     starts. Crops, flips and rotations are drawn once per item and applied to both halves.
     """
 
-    def __init__(self, noisy_dir: str | Path, clean_dir: str | Path, crop: int, channels: int, seed: int):
+    def __init__(self, noisy_dir: str | Path, clean_dir: str | Path, crop: int, channels: int, seed: int,
+                 limits: Limits | None = None):
         self.crop, self.seed = crop, seed
+        limits = limits or limits_of(DataConfig())
         problems: list[str] = []
         noisy = _by_stem(Path(noisy_dir), "noisy", problems)
         clean = _by_stem(Path(clean_dir), "clean", problems)
         problems += [f"no clean match for {_rel(noisy[s], noisy_dir)}" for s in sorted(noisy.keys() - clean.keys())]
         problems += [f"no noisy match for {_rel(clean[s], clean_dir)}" for s in sorted(clean.keys() - noisy.keys())]
-        self.pairs: list[tuple[np.ndarray, np.ndarray]] = []
+        sides = (Probed(), Probed())  # noisy, clean
         self.names: list[str] = []
         for stem in sorted(noisy.keys() & clean.keys()):
-            arrays, errors = [], []
-            for side, path, root in (("noisy", noisy[stem], noisy_dir), ("clean", clean[stem], clean_dir)):
-                try:
-                    arrays.append(read_image(path)[0])
-                except ImageError as e:
-                    errors.append(f"{side} {_rel(path, root)}: {e}")
-            if errors:
-                problems.append(f"unreadable pair {stem}: " + "; ".join(errors))
-                continue
-            n_arr, c_arr = arrays
-            if n_arr.shape[:2] != c_arr.shape[:2]:
-                problems.append(f"size mismatch for {stem}: noisy {n_arr.shape[1]}x{n_arr.shape[0]}, "
-                                f"clean {c_arr.shape[1]}x{c_arr.shape[0]}")
-                continue
-            if min(c_arr.shape[:2]) < crop:
-                problems.append(f"{stem} is smaller than the {crop}px crop")
-                continue
-            self.pairs.append((to_uint8(to_channels(n_arr, channels)), to_uint8(to_channels(c_arr, channels))))
-            self.names.append(stem)
+            sizes = _pair_sizes(stem, ((noisy[stem], noisy_dir), (clean[stem], clean_dir)), crop, limits,
+                                problems, sides[0].too_large)
+            if sizes:
+                for side, path, size in zip(sides, (noisy[stem], clean[stem]), sizes):
+                    side.paths.append(str(path))
+                    side.shapes.append((*size, channels))
+                self.names.append(stem)
         if not noisy and not clean:
             problems.append("both folders hold no images")
+        refuse_too_large(sides[0], limits)
+        lazy = check_budget(sides[0].nbytes + sides[1].nbytes, f"the {len(self.names)} pairs", limits)
+        (self.noisy, good_n, _), (self.clean, good_c, _) = (load(side, channels, limits, lazy) for side in sides)
+        good = set(good_n) & set(good_c)
+        problems += [f"unreadable pair {stem}" for i, stem in enumerate(self.names) if i not in good]
         if problems:
             raise ValueError(f"{len(problems)} problem(s) with paired folders {noisy_dir} / {clean_dir}:\n  "
                              + "\n  ".join(problems))
 
     def __len__(self) -> int:
-        return len(self.pairs)
+        return len(self.names)
 
     def split_holdout(self, fraction: float) -> tuple["PairedFolder", "PairedFolder"]:
-        """(train, validation): every k-th pair by name is held out, never trained on."""
-        k = max(2, round(1 / fraction)) if fraction > 0 else 0
+        """(train, validation): every k-th pair by name is held out, never trained on; of two
+        pairs or more at least one, so validation measures the noise that training learns."""
+        n = len(self.names)
+        k = min(max(2, round(1 / fraction)), n) if fraction > 0 and n >= 2 else 0
+        pick = [bool(k) and i % k == k - 1 for i in range(n)]
         train, val = copy.copy(self), copy.copy(self)
-        pick = [k and i % k == k - 1 for i in range(len(self.pairs))]
-        train.pairs = [p for p, v in zip(self.pairs, pick) if not v]
-        train.names = [n for n, v in zip(self.names, pick) if not v]
-        val.pairs = [p for p, v in zip(self.pairs, pick) if v]
-        val.names = [n for n, v in zip(self.names, pick) if v]
+        for part, keep in ((train, [not v for v in pick]), (val, pick)):
+            part.noisy, part.clean = take(self.noisy, keep), take(self.clean, keep)
+            part.names = [name for name, k_ in zip(self.names, keep) if k_]
         return train, val
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         rng = np.random.default_rng([self.seed, index])
-        noisy, clean = self.pairs[int(rng.integers(0, len(self.pairs)))]
-        noisy, clean = augment(random_crop([noisy, clean], self.crop, rng), rng)
+        i = int(rng.integers(0, len(self.names)))
+        noisy, clean = augment(random_crop([self.noisy[i], self.clean[i]], self.crop, rng), rng)
         return to_tensor(noisy), to_tensor(clean)
+
+
+def _pair_sizes(stem: str, files, crop: int, limits: Limits, problems: list[str],
+                too_large: list[str]) -> list[tuple[int, int]] | None:
+    """Both halves' (H, W) from their headers, or None with the problem noted."""
+    sizes, errors = [], []
+    for side, (path, root) in zip(("noisy", "clean"), files):
+        try:
+            sizes.append(read_size(path, limits.max_pixels))
+        except TooManyPixels as e:
+            too_large.append(f"{side} {_rel(path, root)} ({e})")
+        except ImageError as e:
+            errors.append(f"{side} {_rel(path, root)}: {e}")
+    if errors:
+        problems.append(f"unreadable pair {stem}: " + "; ".join(errors))
+    if len(sizes) < 2:
+        return None
+    (nh, nw), (ch, cw) = sizes
+    if (nh, nw) != (ch, cw):
+        problems.append(f"size mismatch for {stem}: noisy {nw}x{nh}, clean {cw}x{ch}")
+    elif min(ch, cw) < crop:
+        problems.append(f"{stem} is smaller than the {crop}px crop")
+    else:
+        return sizes
+    return None
 
 
 class MixedPairs(Dataset):
@@ -336,11 +360,25 @@ def make_loader(dataset: Dataset, cfg: DataConfig, first_sample: int, samples: i
                       persistent_workers=False)
 
 
+def check_image_sizes(cfg: DataConfig) -> None:
+    """From the headers alone, refuse what loading `cfg`'s folders would refuse for size (an image
+    over the pixel limit; with `read_past_budget` off, a set over the memory budget)."""
+    limits = limits_of(cfg)
+    found = Probed()
+    for folder in (*cfg.clean_dirs, *(cfg.pairs or ())):
+        got = probe(list_images(folder), cfg.channels, limits.max_pixels, lambda p: _rel(p, folder))
+        found.too_large += got.too_large
+        found.shapes += got.shapes
+    refuse_too_large(found, limits)
+    if not limits.lazy:
+        check_budget(found.nbytes, f"the {len(found.shapes)} training images", limits)
+
+
 def build_training_data(cfg: DataConfig, seed: int) -> tuple[Dataset, CleanImages | None]:
     """The training dataset and the held-out clean images for validation (if any)."""
     if cfg.pairs and not cfg.clean_dirs:
-        return PairedFolder(cfg.pairs[0], cfg.pairs[1], cfg.crop, cfg.channels, seed), None
-    images = load_clean_images(cfg.clean_dirs, cfg.channels, cfg.crop)
+        return PairedFolder(cfg.pairs[0], cfg.pairs[1], cfg.crop, cfg.channels, seed, limits_of(cfg)), None
+    images = load_clean_images(cfg.clean_dirs, cfg.channels, cfg.crop, limits_of(cfg))
     if cfg.clean_dirs and not images.images and not cfg.procedural:
         raise ValueError(f"no usable images in {', '.join(cfg.clean_dirs)} "
                          f"({images.skipped_small} smaller than the crop, {images.skipped_unreadable} unreadable)")
@@ -355,6 +393,6 @@ def build_training_data(cfg: DataConfig, seed: int) -> tuple[Dataset, CleanImage
     weight = cfg.procedural_weight if cfg.procedural else 0.0
     synthetic = CleanCrops(train, cfg.crop, cfg.channels, weight, seed, cfg.clean_weights)
     if cfg.pairs:
-        pairs = PairedFolder(cfg.pairs[0], cfg.pairs[1], cfg.crop, cfg.channels, seed)
+        pairs = PairedFolder(cfg.pairs[0], cfg.pairs[1], cfg.crop, cfg.channels, seed, limits_of(cfg))
         return MixedPairs(pairs, synthetic, cfg.pairs_weight, seed), val
     return synthetic, val

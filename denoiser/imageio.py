@@ -47,6 +47,10 @@ class ImageError(ValueError):
     """A file that cannot be used as an image, with a message meant for a person."""
 
 
+class TooManyPixels(ImageError):
+    """An image over a pixel limit (the guard against decompression bombs and memory hogs)."""
+
+
 @dataclass(frozen=True)
 class ImageInfo:
     format: str = "PNG"
@@ -64,6 +68,17 @@ def is_image_path(path: Path) -> bool:
 
 def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, ImageInfo]:
     """Read a file into (float32 HxWxC array in [0, 1], ImageInfo). Raises ImageError."""
+    return _read(path, max_pixels, uint8=False)
+
+
+def read_uint8(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Only the colour, as uint8 HxWxC: what training holds. 8-bit files never pass through float
+    (four times the bytes: a 144 MP PNG is 1.7 GB as float32); 16-bit ones are rounded to 8 bits,
+    exactly as `to_uint8(read_image(path)[0])`. Raises ImageError."""
+    return _read(path, max_pixels, uint8=True)
+
+
+def _read(path: str | Path, max_pixels: int, uint8: bool):
     path = Path(path)
     try:
         if path.stat().st_size == 0:
@@ -75,12 +90,13 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[
             with Image.open(path) as img:
                 w, h = img.size
                 if w * h > max_pixels:
-                    raise ImageError(f"{w}x{h} = {w * h:,} pixels is over the limit of {max_pixels:,} "
+                    raise TooManyPixels(f"{w}x{h} = {w * h:,} pixels is over the limit of {max_pixels:,} "
                                      "(--max-pixels, the guard against decompression bombs)")
                 if is_deep(img):
-                    return _read_deep(img, path.read_bytes())
+                    arr, info = _read_deep(img, path.read_bytes())
+                    return to_uint8(arr) if uint8 else (arr, info)
                 img.load()
-                return from_pil(img)
+                return _uint8_from_pil(img) if uint8 else from_pil(img)
     except ImageError:
         raise
     except FileNotFoundError:
@@ -88,9 +104,34 @@ def read_image(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[
     except PermissionError:
         raise ImageError("permission denied") from None
     except Image.DecompressionBombError as e:
-        raise ImageError(f"over the limit of {max_pixels:,} pixels ({e})") from None
+        raise TooManyPixels(f"over the limit of {max_pixels:,} pixels ({e})") from None
     except Exception as e:  # crafted files make decoders raise anything (struct.error, IndexError...)
         raise ImageError(f"not a readable image ({type(e).__name__}: {e})") from None
+
+
+def read_size(path: str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+    """(height, width) as `read_image` returns the pixels (EXIF rotation applied), from the
+    header alone: what memory an image will take is known before it is decoded. Raises
+    ImageError, TooManyPixels past `max_pixels`."""
+    try:
+        Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, max_pixels)  # as read_image does
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                w, h = img.size
+                # A PNG's getexif() decodes the whole image to look for EXIF after the pixels;
+                # EXIF there is rare, and orientation 5-8 rarer: the header's EXIF, or none, it is.
+                header_only = img.format == "PNG" and "exif" not in img.info
+                orientation = 1 if header_only else int(img.getexif().get(ORIENTATION, 1))
+    except FileNotFoundError:
+        raise ImageError("file not found") from None
+    except Image.DecompressionBombError as e:
+        raise TooManyPixels(f"over the limit of {max_pixels:,} pixels ({e})") from None
+    except Exception as e:  # crafted headers make Pillow raise anything
+        raise ImageError(f"not a readable image ({type(e).__name__}: {e})") from None
+    if w * h > max_pixels:
+        raise TooManyPixels(f"{w}x{h} = {w * h:,} pixels is over the limit of {max_pixels:,}")
+    return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
 
 
 def _read_deep(img: Image.Image, data: bytes) -> tuple[np.ndarray, ImageInfo]:
@@ -138,6 +179,22 @@ def from_pil(img: Image.Image) -> tuple[np.ndarray, ImageInfo]:
         arr = _to_float(img.convert("RGB"))
     info = ImageInfo(format=fmt, bits=bits, gray=gray, alpha=alpha, exif=exif, **meta)
     return np.ascontiguousarray(arr), info
+
+
+def _uint8_from_pil(img: Image.Image) -> np.ndarray:
+    """`from_pil`'s colour, rounded to uint8, with no float copy for 8-bit modes."""
+    if img.mode in UNSUPPORTED_MODES:
+        raise ImageError(UNSUPPORTED_MODES[img.mode])
+    if img.mode.startswith("I") or img.mode == "F":  # 16/32-bit gray: rare, and small beside colour
+        return to_uint8(from_pil(img)[0])
+    _, orientation = _portable_exif(img)
+    if orientation != 1:
+        img = ImageOps.exif_transpose(img)
+    if img.mode in ("1", "L", "LA", "La"):
+        return np.asarray(img.convert("L"))[..., None]
+    if img.mode in ("P", "PA"):  # as from_pil: what the palette holds, alpha dropped below
+        img = img.convert("RGBA" if img.mode == "PA" or "transparency" in img.info else "RGB")
+    return np.asarray(img.convert("RGB"))
 
 
 def _to_float(img: Image.Image) -> np.ndarray:

@@ -30,18 +30,27 @@ def lr_at(step: int, cfg: TrainConfig, total_steps: int) -> float:
             return cfg.lr / 25 + (cfg.lr - cfg.lr / 25) * (1 - math.cos(math.pi * step / peak_at)) / 2
         t = (step - peak_at) / max(1, total_steps - peak_at)
         return cfg.lr / 1e4 + (cfg.lr - cfg.lr / 1e4) * (1 + math.cos(math.pi * min(1.0, t))) / 2
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
+    warmup = warmup_steps(cfg, total_steps)
+    if step < warmup:
+        return cfg.lr * (step + 1) / warmup
     if cfg.schedule == "constant":
         return cfg.lr
     if cfg.schedule == "step":
         every = cfg.step_every or max(1, total_steps // 3)
-        return cfg.lr * cfg.step_gamma ** ((step - cfg.warmup_steps) // every)
+        return cfg.lr * cfg.step_gamma ** ((step - warmup) // every)
     if cfg.schedule == "cosine":
-        progress = (step - cfg.warmup_steps) / max(1, total_steps - cfg.warmup_steps)
+        progress = (step - warmup) / max(1, total_steps - warmup)
         floor = cfg.lr * cfg.lr_min_factor
         return floor + 0.5 * (cfg.lr - floor) * (1 + math.cos(math.pi * min(1.0, progress)))
     raise ValueError(f"unknown schedule {cfg.schedule!r}; choose from {', '.join(SCHEDULES)}")
+
+
+def warmup_steps(cfg: TrainConfig, total_steps: int) -> int:
+    """The warm-up a run gets: `warmup_steps`, capped at a share of a run counted in steps. A time
+    budget's length is not known in advance (`schedule_total` grows with it), so it is not capped."""
+    if cfg.time_budget_s > 0:
+        return cfg.warmup_steps
+    return min(cfg.warmup_steps, int(cfg.warmup_max_share * total_steps))
 
 
 def schedule_total(step: int, elapsed_s: float, cfg: TrainConfig, total_steps: int) -> int:

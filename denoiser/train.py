@@ -19,79 +19,31 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
+from typing import Callable, Iterable
 
 import torch
 import torch.distributed as dist
 
+from .atomic import atomic_write
 from .checkpoint import load_checkpoint, load_extra_tensors, read_metadata, save_checkpoint
-from .config import RunConfig, dumps, from_dict, to_dict
-from .data import CleanCrops, CleanImages, PairedFolder, build_training_data, make_loader
+from .config import RunConfig, from_dict, to_dict
+from .data import make_loader
+from .interrupt import TrainingInterrupted
 from .metrics import psnr, ssim, training_loss
 from .nets import build_model, count_parameters
 from .monitor import Callback, MetricsLog, Progress, save_preview
 from .noise import parse_noise_spec, synthesize
 from .optim import EMA, lr_at, make_optimizer, schedule_total
-
-VAL_SEED = 1_000_003  # a seed namespace of its own: never equal to a training index stream
+from .resume import check_progress, resumed_config
+from .validation import VAL_SEED, TrainingData, build_data  # noqa: F401 (scripts import them from here)
 
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-@dataclass
-class TrainingData:
-    dataset: torch.utils.data.Dataset
-    val_noisy: torch.Tensor
-    val_clean: torch.Tensor
-    items: int  # training images or pairs: what one epoch covers
-
-
-def build_data(cfg: RunConfig, device: torch.device) -> TrainingData:
-    """Training data plus a fixed validation set that training never sees."""
-    d, seed = cfg.data, cfg.train.seed
-    dataset, held_out = build_training_data(d, seed)
-    if isinstance(dataset, PairedFolder):
-        items = len(dataset)
-        if d.val_dir is None:
-            dataset, val_pairs = dataset.split_holdout(d.val_holdout)
-            if len(dataset) == 0:
-                raise ValueError("paired folders hold too few pairs to hold some out: give --val-dir")
-            items = len(dataset)
-            held_out = val_pairs
-    else:
-        items = len(dataset.images.images)
-    val_noisy, val_clean = _validation_set(cfg, held_out, device)
-    return TrainingData(dataset, val_noisy, val_clean, items)
-
-
-def _validation_set(cfg: RunConfig, held_out, device) -> tuple[torch.Tensor, torch.Tensor]:
-    d = cfg.data
-    if d.val_dir:
-        vdir = Path(d.val_dir)
-        if (vdir / "noisy").is_dir() and (vdir / "clean").is_dir():
-            held_out = PairedFolder(vdir / "noisy", vdir / "clean", min(d.val_crop, d.crop * 2), d.channels, VAL_SEED)
-        else:
-            from .data import load_clean_images
-
-            held_out = load_clean_images((str(vdir),), d.channels, 16)
-            if not held_out.images:
-                raise ValueError(f"--val-dir {vdir}: no usable images")
-    if isinstance(held_out, PairedFolder) and len(held_out):
-        held_out.seed = VAL_SEED
-        noisy, clean = zip(*(held_out[i] for i in range(d.val_count)))
-        return torch.stack(noisy).to(device), torch.stack(clean).to(device)
-    if held_out is not None and getattr(held_out, "images", None):
-        crop = min(d.val_crop, *(min(im.shape[:2]) for im in held_out.images))
-        source = CleanCrops(held_out, crop, d.channels, 0.0, VAL_SEED)
-    else:  # procedural only: a different seed namespace is as unseen as it gets
-        source = CleanCrops(CleanImages([], []), d.val_crop, d.channels, 1.0, VAL_SEED)
-    clean = torch.stack([source[i] for i in range(d.val_count)]).to(device)
-    return synthesize(clean, cfg.noise, torch.Generator(device=device).manual_seed(VAL_SEED)), clean
 
 
 def make_pair(clean: torch.Tensor, cfg: RunConfig, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -221,8 +173,15 @@ def _autocast(cfg: RunConfig, device: torch.device):
 
 
 def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, init: str | None = None,
-          callback: Callback | None = None, progress: bool = True) -> Path:
-    """Train; return the path of the final checkpoint (run_dir/model.safetensors)."""
+          callback: Callback | None = None, progress: bool = True, changes: Iterable[str] = (),
+          interrupt: Callable[[], int | None] | None = None) -> Path:
+    """Train; return the path of the final checkpoint (run_dir/model.safetensors).
+
+    resume: continue run_dir's snapshot with its own config, except for the fields named in
+    `changes` (e.g. "train.steps"), taken from `cfg` where resume.RESUMABLE allows, else an error.
+    interrupt: asked after every step; a signal number stops the run with a snapshot and raises
+    TrainingInterrupted (no final model: the run is not done).
+    """
     run_dir = Path(run_dir)
     ddp = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if ddp:
@@ -238,8 +197,10 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, init: str |
     torch.manual_seed(cfg.train.seed)
 
     init_meta = None
+    if resume and init:
+        raise ValueError("--init starts a new run from a model, --resume continues the run folder's own: give one")
     if resume:  # the run folder's own config wins: resuming must not change the experiment
-        cfg = from_dict(RunConfig, json.loads((run_dir / "config.json").read_text()))
+        cfg = resumed_config(run_dir, cfg, changes)
     elif init:  # fine-tuning keeps the starting model's architecture
         init_model, init_meta = load_checkpoint(init)
         cfg = replace(cfg, model=init_model.cfg, data=replace(cfg.data, channels=init_model.cfg.channels))
@@ -268,14 +229,15 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, init: str |
         if not snapshot.exists():
             raise FileNotFoundError(f"nothing to resume: {snapshot} does not exist")
         step, elapsed_before, had_opt = _restore(snapshot, model, opt, ema, gen, device)
+        check_progress(cfg, step, steps, elapsed_before)
     if main_rank:
         run_dir.mkdir(parents=True, exist_ok=True)
         for stale in run_dir.glob(".*.part"):  # temp files of a killed write
             stale.unlink()
         if resume:
             _trim_metrics(run_dir, step)
-        else:
-            (run_dir / "config.json").write_text(dumps(cfg))
+        if not resume or cfg != load_run_config(run_dir):
+            _write_config(run_dir, cfg, data.validation)
     net = torch.nn.parallel.DistributedDataParallel(model) if ddp else model
     eval_model = copy.deepcopy(model).eval() if ema else model
 
@@ -299,7 +261,7 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, init: str |
         raise ValueError(f"unknown budget clock {cfg.train.budget_clock!r}: wall or cpu")
     clock = time.process_time if cfg.train.budget_clock == "cpu" else time.time
     start, t_log, step0 = clock(), time.time(), step
-    imgs_since, stop, out_of_time = 0, False, False
+    imgs_since, stop, out_of_time, signalled = 0, False, False, None
 
     def elapsed() -> float:
         return elapsed_before + clock() - start
@@ -325,6 +287,21 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, init: str |
             save_preview(run_dir / "previews" / f"step_{step:07d}.png", data.val_noisy[:n], out[:n], data.val_clean[:n])
         return {"step": step, "val_psnr": psnr(out, data.val_clean).mean().item(),
                 "val_ssim": ssim(out, data.val_clean).mean().item(), "time": elapsed()}
+
+    def validate_and_keep_best() -> bool:
+        """Validate, log, keep the best model; True if the callback asks to stop."""
+        nonlocal best
+        rec = validate()
+        asked_stop = log.write(rec)
+        if main_rank and rec["val_psnr"] > best:
+            best = rec["val_psnr"]
+            save_checkpoint(run_dir / "best.safetensors", eval_model, **meta, **progress_meta(),
+                            metrics={"val_psnr": rec["val_psnr"], "val_ssim": rec["val_ssim"]})
+        bar.message(f"step {step}: val PSNR {rec['val_psnr']:.2f} dB, SSIM {rec['val_ssim']:.4f}")
+        return asked_stop
+
+    if not resume:  # the start model's own score: every curve has a baseline (with --init, the one to beat)
+        stop = validate_and_keep_best()
 
     model.train()
     for batch in loader:
@@ -379,13 +356,9 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, init: str |
                 bar.total = schedule_total(step, elapsed(), cfg.train, steps)
             bar.update(step, rec)
         if step % cfg.train.val_interval == 0 or last:
-            rec = validate()
-            stop = log.write(rec) or stop
-            if main_rank and rec["val_psnr"] > best:
-                best = rec["val_psnr"]
-                save_checkpoint(run_dir / "best.safetensors", eval_model, **meta, **progress_meta(),
-                                metrics={"val_psnr": rec["val_psnr"], "val_ssim": rec["val_ssim"]})
-            bar.message(f"step {step}: val PSNR {rec['val_psnr']:.2f} dB, SSIM {rec['val_ssim']:.4f}")
+            stop = validate_and_keep_best() or stop
+        signalled = signalled or (interrupt() if interrupt else None)
+        stop = stop or bool(signalled)
         if ddp:  # every rank must leave the loop together, or the others hang in all_reduce
             flag = torch.tensor([float(stop)], device=device)
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
@@ -394,14 +367,15 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, init: str |
             save_checkpoint(snapshot, model, _snapshot_tensors(opt, ema, gen), **meta, **progress_meta(),
                             param_groups=opt.state_dict()["param_groups"])
         if stop:
-            bar.message(f"stopped at step {step} on request")
+            if not signalled:
+                bar.message(f"stopped at step {step} on request")
             break
         if out_of_time:
             bar.message(f"time budget of {budget / 60:.1f} min spent at step {step}")
             break
 
     final = run_dir / "model.safetensors"
-    if main_rank:
+    if main_rank and not signalled:
         if ema:
             ema.copy_to(eval_model)
         save_checkpoint(final, eval_model, **meta, **progress_meta(), wall_time_s=elapsed(),
@@ -410,7 +384,15 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, init: str |
     if ddp:
         dist.barrier()
         dist.destroy_process_group()
+    if signalled:
+        raise TrainingInterrupted(snapshot, step, signalled)
     return final
+
+
+def _write_config(run_dir: Path, cfg: RunConfig, validation: dict) -> None:
+    """config.json: the resolved RunConfig, and what validation is made of (`from_dict` skips it)."""
+    text = json.dumps({**to_dict(cfg), "validation": validation}, indent=2, sort_keys=True)
+    atomic_write(run_dir / "config.json", lambda tmp: tmp.write_text(text))
 
 
 def load_run_config(run_dir: str | Path) -> RunConfig:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import gradio as gr  # ui.py is only imported to build the page; `import denoiser` stays light
 
+from .config import FINETUNE_LR, TrainConfig
 from .inference import BACKENDS, default_model_path
 from .models import DEFAULT_CHECKPOINTS_DIR, DEFAULT_RUNS_DIR, discover_models
 from .ui_messages import user_error
@@ -268,7 +269,8 @@ def build_ui(model_path: str | Path | None = None, backend: str = "auto", runs_d
                             batch_size = gr.Number(T.batch_size, precision=0, label="Batch size", minimum=1)
                             crop = gr.Number(T.crop, precision=0, label="Crop (px)", minimum=8)
                         with gr.Row():
-                            lr = gr.Number(T.lr, label="Learning rate")
+                            lr = gr.Number(0, label=f"Learning rate (0 = auto: {TrainConfig.lr:g}, "
+                                                       f"{FINETUNE_LR:g} when fine-tuning)")
                             schedule = gr.Dropdown(list(SCHEDULES), value=T.schedule, label="Schedule")
                         with gr.Row():
                             solver = gr.Dropdown(list(SOLVERS), value=T.solver, label="Solver")

@@ -11,21 +11,33 @@ a run is going follows that run.
 from __future__ import annotations
 
 import functools
+import json
 import shutil
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .config import DataConfig, ModelConfig, NoiseConfig, RunConfig, TrainConfig
+from .checkpoint import read_metadata
+from .config import FINETUNE_LR, DataConfig, ModelConfig, NoiseConfig, RunConfig, TrainConfig, from_dict
+from .data import check_image_sizes
+from .imageio import DEFAULT_MAX_PIXELS
 from .monitor import TrainingJob, read_metrics
+from .train_memory import check_training_memory
 from .ui_data import resolve_source
+from .ui_denoise import MAX_PIXELS
 from .ui_messages import user_error
 
 NEW_MODEL = ""  # the "start from" choice that means: a fresh, randomly initialised model
 _jobs: dict[str, TrainingJob] = {}
 _stopping: set[str] = set()  # run folders asked to stop, to say "stopping" until they have
 _jobs_lock = threading.Lock()
+# What one run from the page may take: uploaded images at most MAX_PIXELS each (as the Denoise
+# tab) and all of them together DATA_MEMORY decoded, else refused; a server folder's images may
+# be larger (imageio's default limit) and past DATA_MEMORY are read from disk as training goes.
+# The model, optimizer and activations: RUN_MEMORY, by train_memory's estimate.
+DATA_MEMORY = 2 << 30
+RUN_MEMORY = 4 << 30
 
 
 @dataclass(frozen=True)
@@ -42,7 +54,7 @@ class TrainForm:
     epochs: int = TrainConfig.epochs
     batch_size: int = DataConfig.batch_size
     crop: int = DataConfig.crop
-    lr: float = TrainConfig.lr
+    lr: float | None = None  # None or 0: TrainConfig.lr, or FINETUNE_LR when fine-tuning (init)
     schedule: str = TrainConfig.schedule
     solver: str = TrainConfig.solver
     seed: int = TrainConfig.seed
@@ -68,14 +80,15 @@ def build_run_config(form: TrainForm, data: DataConfig) -> RunConfig:
 
     if int(form.epochs or 0) <= 0:
         _positive("steps", form.steps)
-    tr = TrainConfig(steps=int(form.steps or 0), epochs=int(form.epochs or 0), solver=form.solver, lr=float(form.lr),
+    lr = float(form.lr) if form.lr else FINETUNE_LR if form.init else TrainConfig.lr
+    tr = TrainConfig(steps=int(form.steps or 0), epochs=int(form.epochs or 0), solver=form.solver, lr=lr,
                      schedule=form.schedule, seed=int(form.seed or 0),
                      snapshot_interval=_positive("snapshot interval", form.snapshot_interval),
                      val_interval=_positive("validation interval", form.val_interval),
                      log_interval=_positive("log interval", form.log_interval),
                      warmup_steps=_positive("warm-up", form.warmup, 0))
     if tr.lr <= 0:
-        raise ValueError("learning rate must be > 0")
+        raise ValueError("learning rate must be > 0 (or empty: the default)")
     from .nets import arch_config
 
     size = {"width": _positive("width", form.width, 4) if form.width else None,
@@ -92,6 +105,21 @@ def new_run_dir(runs_dir: Path) -> Path:
     return run
 
 
+def data_limits(source: str) -> dict:
+    """DataConfig's limits for a page run from `source` (see DATA_MEMORY)."""
+    upload = source != "folder"
+    return {"max_image_pixels": MAX_PIXELS if upload else DEFAULT_MAX_PIXELS, "memory_budget": DATA_MEMORY,
+            "read_past_budget": not upload}
+
+
+def _as_trained(cfg: RunConfig, init: str | None) -> RunConfig:
+    """The config training will run: fine-tuning keeps the start model's architecture."""
+    if not init:
+        return cfg
+    model = from_dict(ModelConfig, read_metadata(init)["model"])
+    return replace(cfg, model=model, data=replace(cfg.data, channels=model.channels))
+
+
 def start(form: TrainForm, runs_dir: str | Path, data_root: str | Path | None) -> tuple[str, str]:
     """Start a run; return (run folder, a line for the page). ValueError for a bad form."""
     with _jobs_lock:
@@ -100,14 +128,16 @@ def start(form: TrainForm, runs_dir: str | Path, data_root: str | Path | None) -
             raise ValueError(f"a training run is already going ({Path(busy[0]).name}): stop it first, "
                              "this server trains one model at a time")
         sizes = {"batch_size": _positive("batch size", form.batch_size), "crop": _positive("crop", form.crop, 8),
-                 "val_count": _positive("validation crops", form.val_count)}
-        build_run_config(form, DataConfig(**sizes))  # the whole form is checked before any upload is unpacked
+                 "val_count": _positive("validation crops", form.val_count), **data_limits(form.source)}
+        # the whole form is checked, and its memory estimated, before any upload is unpacked
+        check_training_memory(_as_trained(build_run_config(form, DataConfig(**sizes)), form.init), RUN_MEMORY)
         run_dir = new_run_dir(Path(runs_dir))
         try:
             src = resolve_source(form.source, form.zip_path, form.folder, data_root, run_dir / "data",
                                  form.mix_procedural)
             data = DataConfig(clean_dirs=src.clean_dirs, pairs=src.pairs, procedural=src.procedural, **sizes)
             cfg = build_run_config(form, data)
+            check_image_sizes(data)  # headers only: nothing is decoded before a refusal
             job = TrainingJob(cfg, run_dir, init=form.init or None).start()
         except BaseException:  # a run that did not start keeps no folder (nor its unpacked upload)
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -166,6 +196,9 @@ def progress(run_dir: str | None) -> Progress:
         parts.append(f"loss {loss[-1]['loss']:.4f}")
     if psnr:
         parts.append(f"val PSNR {psnr[-1]['val PSNR (dB)']:.2f} dB (best {max(p['val PSNR (dB)'] for p in psnr):.2f})")
+    why = _procedural_validation(run)
+    if why:
+        parts.append(f"validation on procedural images: {why}")
     if job and job.error:
         state = f"failed: {job.error}"
     elif running:
@@ -175,6 +208,14 @@ def progress(run_dir: str | None) -> Progress:
     return Progress(" · ".join(parts) + f" — {state}", loss, psnr,
                     str(previews[-1]) if previews else None, running,
                     str(model) if model.exists() and not running else None)
+
+
+def _procedural_validation(run: Path) -> str | None:
+    """Why the run validates on procedural images (too few of the user's own), if it does."""
+    try:
+        return (json.loads((run / "config.json").read_text()).get("validation") or {}).get("procedural_fallback")
+    except (OSError, ValueError):  # not written yet
+        return None
 
 
 def finished_model(run_dir: str | None) -> str:

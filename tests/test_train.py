@@ -32,7 +32,7 @@ def test_cli_train_writes_a_complete_run_folder(tmp_path):
     assert cfg["train"]["steps"] == 6 and cfg["noise"]["spec"] == "gaussian:10-30" and cfg["model"]["width"] == 8
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records if "loss" in r] == [2, 4, 6]
-    assert [r["step"] for r in records if "val_psnr" in r] == [3, 6]
+    assert [r["step"] for r in records if "val_psnr" in r] == [0, 3, 6]  # step 0: the start model's baseline
     meta = read_metadata(run / "model.safetensors")
     assert meta["model"]["width"] == 8 and meta["step"] == 6
     assert (run / "best.safetensors").exists() and (run / "last.safetensors").exists()

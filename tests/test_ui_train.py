@@ -43,7 +43,8 @@ def test_run_shows_live_curves_stops_and_hands_over_its_model(runs):
     form = ui_train.TrainForm(steps=100_000, **TINY)
     run_dir, line = ui_train.start(form, runs, None)
     assert "Started" in line and "procedural" in line
-    p = wait_for(lambda: (q := ui_train.progress(run_dir)).psnr and q.preview and q)
+    p = wait_for(lambda: (q := ui_train.progress(run_dir)).psnr and q.loss and q.preview and q)
+    assert p.psnr[0]["step"] == 0  # the start model's score comes first: the curve's baseline
     assert p.running and "training" in p.status and p.model is None
     assert [r["step"] for r in p.loss] == sorted(r["step"] for r in p.loss) and p.loss[0]["step"] == 2
     assert p.preview.endswith(".png") and os.path.dirname(p.preview).endswith("previews")
@@ -91,6 +92,14 @@ def test_pairs_zip_trains_to_the_end(runs, tmp_path):
     ui_train.job_for(run_dir).wait(240)
     p = ui_train.progress(run_dir)
     assert "finished" in p.status and p.loss[-1]["step"] == 4 and p.model
+    assert "procedural" not in p.status  # validated on the held-out pair
+
+
+def test_a_procedural_validation_fallback_is_shown(runs, tmp_path):
+    z = make_pairs_zip(tmp_path / "pairs.zip", ["a.png"], ["a.png"])
+    run_dir, _ = ui_train.start(ui_train.TrainForm(source="pairs-zip", zip_path=str(z), steps=2, **TINY), runs, None)
+    ui_train.job_for(run_dir).wait(240)
+    assert "validation on procedural images: 1 pair(s) are too few to hold one out" in ui_train.progress(run_dir).status
 
 
 def test_mismatched_pairs_are_all_reported(runs, tmp_path):
