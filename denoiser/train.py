@@ -279,7 +279,7 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, init: str |
         if ema:
             ema.copy_to(eval_model)
         model.eval()
-        with torch.no_grad(), autocast():
+        with torch.no_grad():  # float32: the scores are what the shipped model (run in fp32) would get
             out = eval_model(data.val_noisy.to(memory_format=memory_format)).float().clamp(0, 1)
         model.train()
         if main_rank and cfg.train.preview_count:
