@@ -38,8 +38,8 @@ def block_upsample_as_conv(model) -> dict[str, str]:
     DepthToSpace; return {ConvTranspose node name: its Conv's name}.
 
     ConvTranspose weight W (Cin, Cout, k, k): out[c, k*y + i, k*x + j] = b[c] + sum_cin
-    W[cin, c, i, j] * in[cin, y, x]. DepthToSpace in CRD mode reads channel c*k*k + i*k + j
-    into that place, so the 1x1 Conv's weight row c*k*k + i*k + j is W[:, c, i, j].
+    W[cin, c, i, j] * in[cin, y, x]. DepthToSpace in DCR mode reads channel (i*k + j)*Cout + c
+    into that place, so the 1x1 Conv's weight row (i*k + j)*Cout + c is W[:, c, i, j].
     """
     import onnx
     from onnx import helper, numpy_helper
@@ -54,7 +54,7 @@ def block_upsample_as_conv(model) -> dict[str, str]:
         if not _is_block_upsample(node, w):
             continue
         cin, cout, k, _ = w.shape
-        w_conv = np.ascontiguousarray(w.transpose(1, 2, 3, 0).reshape(cout * k * k, cin, 1, 1))
+        w_conv = np.ascontiguousarray(w.transpose(2, 3, 1, 0).reshape(k * k * cout, cin, 1, 1))
         name = node.name or f"upsample_{idx}"
         w_name = f"{node.input[1]}_as_conv"
         g.initializer.append(numpy_helper.from_array(w_conv.astype(w.dtype), w_name))
@@ -62,11 +62,11 @@ def block_upsample_as_conv(model) -> dict[str, str]:
         if len(node.input) > 2 and node.input[2]:
             b = numpy_helper.to_array(inits[node.input[2]])
             b_name = f"{node.input[2]}_as_conv"
-            g.initializer.append(numpy_helper.from_array(np.repeat(b, k * k).astype(b.dtype), b_name))
+            g.initializer.append(numpy_helper.from_array(np.tile(b, k * k).astype(b.dtype), b_name))
             inputs.append(b_name)
         mid = f"{node.output[0]}_blocks"
         conv = helper.make_node("Conv", inputs, [mid], name=f"{name}_conv", kernel_shape=[1, 1])
-        d2s = helper.make_node("DepthToSpace", [mid], list(node.output), name=f"{name}_d2s", blocksize=k, mode="CRD")
+        d2s = helper.make_node("DepthToSpace", [mid], list(node.output), name=f"{name}_d2s", blocksize=k, mode="DCR")
         pos = list(g.node).index(node)
         g.node.remove(node)
         g.node.insert(pos, d2s)
