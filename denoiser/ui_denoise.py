@@ -23,6 +23,7 @@ import numpy as np
 
 from .imageio import EXTENSION_BY_FORMAT, ImageError, ImageInfo, read_image, write_image
 from .inference import Denoiser, shipped_gray_companion
+from .quality import QUALITIES
 
 MAX_PIXELS = 40_000_000  # a 40 MP upload is still fine on a laptop-class CPU with tiling
 NOISE_DEMO_MAX_PIXELS = 16_000_000  # noise is made on the whole image at once (no tiling)
@@ -33,35 +34,39 @@ _load_lock = threading.Lock()
 _last_prune = 0.0
 
 
+QUALITY_CHOICES = ("auto", *QUALITIES)  # the app's quality control; auto = the library's default (None)
+
+
 @lru_cache(maxsize=4)
-def _cached_denoiser(path: str, backend: str) -> Denoiser:
+def _cached_denoiser(path: str, backend: str, quality: str | None = None) -> Denoiser:
     # The shipped colour model comes with the shipped gray one for gray uploads, as on the CLI.
-    return Denoiser.load(path, backend=backend, gray_model=shipped_gray_companion(path))
+    return Denoiser.load(path, backend=backend, gray_model=shipped_gray_companion(path), quality=quality)
 
 
-def get_denoiser(path: str, backend: str = "auto") -> Denoiser:
+def get_denoiser(path: str, backend: str = "auto", quality: str | None = None) -> Denoiser:
     with _load_lock:  # two first requests at once must not load (or export) the model twice
-        return _cached_denoiser(str(path), backend)
+        return _cached_denoiser(str(path), backend, None if quality in (None, "auto") else quality)
 
 
-def load_for_ui(path: str, backend: str) -> Denoiser:
+def load_for_ui(path: str, backend: str, quality: str | None = None) -> Denoiser:
     if not path:
         raise gr.Error("Choose a model first.")
     try:
-        return get_denoiser(path, backend)
+        return get_denoiser(path, backend, quality)
     except (OSError, ValueError, RuntimeError, ImportError) as e:
         raise gr.Error(f"Cannot use the model {Path(path).name} on {backend}: {e}") from None
 
 
-def describe_model(path: str, backend: str) -> str:
+def describe_model(path: str, backend: str, quality: str | None = None) -> str:
     """A line saying which backend and precision will run the chosen model (loads it)."""
-    dn = load_for_ui(path, backend)
+    dn = load_for_ui(path, backend, quality)
     backend_line = dn.backend.describe()
     # A checkpoint on the CPU runs as its ONNX export: say so, without the server's cache path.
     note = f"  \n{dn.note}" if "failed" in dn.note else ("  \nvia its ONNX export" if dn.note else "")
+    mode = f"quality **{dn.quality}**: " if dn.quality else ""
     shown = Path(path).parent.name + "/" + Path(path).name  # run folders all hold a model.safetensors
     gray = f"; gray images go to **{dn.gray_path.name}**" if dn.gray_path else ""
-    return (f"**{shown}** ({dn.info.kind}, {dn.info.channels}-channel) runs on **{backend_line}**; "
+    return (f"{mode}**{shown}** ({dn.info.kind}, {dn.info.channels}-channel) runs on **{backend_line}**; "
             f"tiles {dn.tile}px x{dn.tile_batch}{gray}{note}")
 
 
@@ -105,7 +110,7 @@ def read_upload(path: str | None, max_pixels: int = MAX_PIXELS) -> tuple[np.ndar
 
 
 def denoise_upload(image_path: str, strength: float, model_path: str, backend: str = "auto",
-                   max_pixels: int = MAX_PIXELS) -> dict:
+                   max_pixels: int = MAX_PIXELS, quality: str | None = None) -> dict:
     """Denoise an uploaded file. Returns paths of the PNG result (`png`), the download in the
     upload's format and bit depth (`download`), a browser-viewable input (`before`), and a
     line saying what ran and how long it took (`line`)."""
@@ -113,7 +118,7 @@ def denoise_upload(image_path: str, strength: float, model_path: str, backend: s
     strength = float(strength if strength is not None else 1.0)
     if not 0.0 <= strength <= 1.0:
         raise gr.Error("Strength must be between 0 and 1.")
-    dn = load_for_ui(model_path, backend)
+    dn = load_for_ui(model_path, backend, quality)
     t = time.perf_counter()
     try:
         out = dn.denoise_array(arr, strength)
