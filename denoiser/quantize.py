@@ -126,7 +126,7 @@ def layer_names(path_or_model) -> dict[str, str]:
     import onnx
 
     model = onnx.load(str(path_or_model)) if isinstance(path_or_model, (str, Path)) else path_or_model
-    return {n.name: n.input[1].removesuffix(".weight") for n in model.graph.node
+    return {n.name: n.input[1].removesuffix("_as_conv").removesuffix(".weight") for n in model.graph.node
             if n.op_type in QUANT_OPS and len(n.input) > 1}
 
 
