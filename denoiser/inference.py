@@ -113,7 +113,9 @@ class Denoiser:
 
     def plan(self) -> None:
         """Tile side and tiles per call for the memory budget and the margin."""
-        bpp = self.info.bytes_per_pixel / (2 if getattr(self.backend, "precision", "") == "int8" else 1)  # uint8
+        # uint8 activations: ONNX Runtime held 276 B/px for the shipped INT8 U-Net (1096x2000 tile)
+        # against the 1008 B/px its FP32 formula says; a third leaves room
+        bpp = self.info.bytes_per_pixel / (3 if getattr(self.backend, "precision", "") == "int8" else 1)
         self.tile, self.tile_batch = plan_tiles(self.memory_mb, bpp, self.margin, self.info.alignment, self._tile_arg)
 
     @classmethod
@@ -146,8 +148,6 @@ class Denoiser:
     @classmethod
     def _load_one(cls, path: str | Path | None, backend: str, device: str | None, tile: int | None,
                   memory_mb: float, threads: int, quality: str | None) -> "Denoiser":
-        import torch
-
         path = Path(path) if path is not None else default_model_path()
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
@@ -179,18 +179,27 @@ class Denoiser:
             raise ValueError(f"the tensorrt backend runs engines: build one with "
                              f"`denoiser export {path} --engine OUT.engine` and load that")
 
+        cuda = _cuda_available() and not (device or "").startswith("cpu")
+        on_cpu = backend == "onnxruntime" or (backend == "auto" and not cuda)
+        from .quality import cached_cpu_choice, cpu_choice
+
+        hit = cached_cpu_choice(path, quality) if on_cpu else None
+        if hit:  # exported before: the sidecars say all, no torch (quality.py)
+            onnx_path, precision, margin, note, meta = hit
+            info = _info(path, "checkpoint", meta, "fp32")
+            return cls(OnnxRuntimeBackend(onnx_path, precision, threads, meta=meta), info, **sized, note=note,
+                       margin=margin)
+        import torch
+
         from .checkpoint import load_checkpoint
 
         model, meta = load_checkpoint(path)
         info = ModelInfo(str(path), "checkpoint", model.cfg.channels, model.alignment, model.receptive_field,
                          "fp32", {**meta, "activation_bytes_per_pixel": model.activation_bytes_per_pixel()})
-        cuda = torch.cuda.is_available() and not (device or "").startswith("cpu")
         note = ""
-        if backend == "onnxruntime" or (backend == "auto" and not cuda):
+        if on_cpu:
             try:
-                from .quality import cpu_choice
-
-                onnx_path, precision, margin, note = cpu_choice(path, model, quality)
+                onnx_path, precision, margin, note, _ = cpu_choice(path, model, quality)
                 return cls(OnnxRuntimeBackend(onnx_path, precision, threads), info, **sized, note=note, margin=margin)
             except Exception as e:  # export needs onnx + onnxscript; PyTorch still works without them
                 if backend == "onnxruntime":
@@ -318,6 +327,15 @@ class Denoiser:
         if scale is None:
             return out.astype(dtype)
         return np.rint(np.clip(out, 0, 1) * scale).astype(dtype)
+
+
+def _cuda_available() -> bool:
+    """torch.cuda.is_available(), without importing torch where no NVIDIA driver is loaded."""
+    if not (Path("/proc/driver/nvidia").exists() or Path("/dev/nvidiactl").exists()) and sys.platform == "linux":
+        return False
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _is_gray(arr: np.ndarray) -> bool:

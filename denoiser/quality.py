@@ -153,6 +153,24 @@ def measure_reach(run, channels: int, alignment: int, receptive_field: int, core
     return max(reach, alignment)
 
 
+def _sha256(path: Path) -> str:
+    """The checkpoint's SHA-256, as checkpoint.file_sha256 (which imports torch: not here)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def int8_cache_path(sha: str) -> Path:
+    from .cpu_features import int8_weight_bits
+    from .inference import onnx_cache_dir
+
+    return onnx_cache_dir() / f"{sha}-int8-cpu-w{int8_weight_bits()}.onnx"
+
+
 def int8_for_checkpoint(path: Path, model: Any = None, fp32_onnx: Path | None = None) -> tuple[Path, dict]:
     """The checkpoint's full-INT8 CPU export (weights as wide as this CPU runs exactly) and its
     sidecar: made once into the cache, checked, with the measured reach recorded.
@@ -161,22 +179,23 @@ def int8_for_checkpoint(path: Path, model: Any = None, fp32_onnx: Path | None = 
     much is not exported again on every start. Written like the FP32 export: in a temp folder,
     then renamed, the sidecar last.
     """
-    from .checkpoint import file_sha256, load_checkpoint
+    from .checkpoint import load_checkpoint
     from .config import ExportConfig
     from .cpu_features import int8_weight_bits
     from .export import export_onnx, sidecar_path
-    from .inference import onnx_cache_dir, onnx_for_checkpoint
+    from .inference import onnx_for_checkpoint
 
-    sha, bits = file_sha256(path), int8_weight_bits()
-    target = onnx_cache_dir() / f"{sha}-int8-cpu-w{bits}.onnx"
+    sha = _sha256(path)
+    target = int8_cache_path(sha)
     side = _read_json(sidecar_path(target))
-    if target.is_file() and side.get("source", {}).get("sha256") == sha and "reach" in side:
+    if _int8_ready(target, side, sha):
         return target, side
     if model is None:
         model = load_checkpoint(path)[0]
     fp32_onnx = fp32_onnx or onnx_for_checkpoint(path, model)
-    cfg = ExportConfig(precision="int8", int8_target="cpu", int8_weight_bits=bits,
+    cfg = ExportConfig(precision="int8", int8_target="cpu", int8_weight_bits=int8_weight_bits(),
                        int8_max_loss_db=AUTO_INT8_MAX_LOSS_DB, auto_mixed=False)
+    target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".export-") as tmp:
         tmp_onnx = Path(tmp) / target.name
         try:
@@ -195,6 +214,14 @@ def int8_for_checkpoint(path: Path, model: Any = None, fp32_onnx: Path | None = 
     return target, side
 
 
+def _sidecar(onnx_path: Path) -> Path:
+    return onnx_path.with_name(onnx_path.name + ".json")  # as export.sidecar_path (export imports torch)
+
+
+def _int8_ready(path: Path, side: dict, sha: str) -> bool:
+    return path.is_file() and side.get("source", {}).get("sha256") == sha and "reach" in side
+
+
 def _read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
@@ -202,21 +229,49 @@ def _read_json(path: Path) -> dict:
         return {}
 
 
-def cpu_choice(path: Path, model: Any, quality: str | None) -> tuple[Path, str, int | None, str]:
+Choice = tuple[Path, str, "int | None", str, dict]  # (ONNX file, precision, margin or None, note, its metadata)
+
+
+def cpu_choice(path: Path, model: Any, quality: str | None) -> Choice:
     """For a checkpoint on ONNX Runtime's CPU: (ONNX file, precision, tile margin or None for
-    the receptive field, a note saying what was chosen and why)."""
+    the receptive field, a note saying what was chosen and why, the file's metadata);
+    exports what is missing."""
+    from .export import sidecar_path
     from .inference import onnx_for_checkpoint
 
     fp32 = onnx_for_checkpoint(path, model)
     if quality in ("balanced", "high"):
-        return fp32, "fp32", None, f"ONNX export {fp32.name}"
+        return _decide(fp32, _read_json(sidecar_path(fp32)), None, {}, quality)
     int8, side = int8_for_checkpoint(path, model, fp32)
+    return _decide(fp32, _read_json(sidecar_path(fp32)), int8, side, quality)
+
+
+def cached_cpu_choice(path: Path, quality: str | None) -> Choice | None:
+    """`cpu_choice` from the cache alone, or None where an export is missing. Reads only JSON
+    sidecars: neither torch nor onnx is imported (about 1-3 s of a CLI run on a 2-core CPU)."""
+    from .inference import _exported_from, onnx_cache_dir
+
+    sha = _sha256(path)
+    fp32 = next((p for p in (path.with_suffix(".onnx"), onnx_cache_dir() / f"{sha}.onnx") if _exported_from(p, sha)),
+                None)
+    if fp32 is None:
+        return None
+    if quality in ("balanced", "high"):
+        return _decide(fp32, _read_json(_sidecar(fp32)), None, {}, quality)
+    int8 = int8_cache_path(sha)
+    side = _read_json(_sidecar(int8))
+    return _decide(fp32, _read_json(_sidecar(fp32)), int8, side, quality) if _int8_ready(int8, side, sha) else None
+
+
+def _decide(fp32: Path, fp32_side: dict, int8: Path | None, side: dict, quality: str | None) -> Choice:
+    if int8 is None:
+        return fp32, "fp32", None, f"ONNX export {fp32.name}", fp32_side
     q = side.get("quality", {})
     loss = f"{q.get('loss_db', float('nan')):.3f} dB below FP32 on {q.get('images', 'its check images')}"
     if quality == "fast":
-        return int8, "int8", side["reach"], f"INT8 export {int8.name} ({loss}); margins {side['reach']} px"
+        return int8, "int8", side["reach"], f"INT8 export {int8.name} ({loss}); margins {side['reach']} px", side
     if q.get("loss_db", float("inf")) <= AUTO_INT8_MAX_LOSS_DB and side.get("check", {}).get("passed"):
         return int8, "int8", None, (f"INT8 export {int8.name}: its check passed ({loss}, at most "
-                                    f"{AUTO_INT8_MAX_LOSS_DB} dB allowed)")
+                                    f"{AUTO_INT8_MAX_LOSS_DB} dB allowed)"), side
     return fp32, "fp32", None, (f"ONNX export {fp32.name} in FP32: the INT8 export's check failed ({loss}, at "
-                                f"most {AUTO_INT8_MAX_LOSS_DB} dB allowed)")
+                                f"most {AUTO_INT8_MAX_LOSS_DB} dB allowed)"), fp32_side

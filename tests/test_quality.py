@@ -156,3 +156,22 @@ def test_cli_quality_flag_and_jpeg_quality(tiny_checkpoint, cache, modes, tmp_pa
     with pytest.raises(SystemExit):
         main(["denoise", str(src), "-o", str(tmp_path / "x"), "--quality", "medium"])
     assert "choose from fast, balanced, high" in capsys.readouterr().err
+
+
+@cpu_only
+def test_a_cpu_run_from_the_cache_imports_neither_torch_nor_onnx(tiny_checkpoint, cache, modes, tmp_path):
+    """Once exported, a CPU run reads the exports' sidecars only: importing torch and onnx cost
+    1-3 s of every `denoiser denoise` on a 2-core CPU, for nothing."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    Image.fromarray(np.zeros((20, 24, 3), np.uint8)).save(tmp_path / "a.png")
+    code = ("import sys; from denoiser.cli import main; "
+            f"rc = main(['denoise', {str(tmp_path / 'a.png')!r}, '-o', {str(tmp_path / 'out')!r}, "
+            f"'--model', {str(tiny_checkpoint)!r}, '--quality', 'fast']); "
+            "print(rc, 'torch' in sys.modules, 'onnx' in sys.modules)")
+    env = {**__import__("os").environ, "DENOISER_CACHE": str(cache)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.stdout.split()[-3:] == ["0", "False", "False"], out.stderr
