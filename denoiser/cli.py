@@ -121,6 +121,7 @@ def _export(args: argparse.Namespace) -> int:
     cfg = ExportConfig(opset=args.opset, precision=args.precision, int8_target=args.target, check_dir=args.check_dir,
                        check_sigma=args.check_sigma, calib_dir=args.calib, calib_crops=args.calib_crops,
                        calib_method=args.calib_method, keep_float=tuple(args.keep_float),
+                       int8_weight_bits=args.weight_bits,
                        auto_mixed=not args.no_auto_mixed)
     side = export_checkpoint(model, out, cfg, from_fp32=args.from_fp32)
     q = side["quality"]
@@ -373,6 +374,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--target", choices=["tensorrt", "cpu"], default=X.int8_target,
                    help="int8 only. tensorrt: int8 activations with zero points 0 (what TensorRT needs); "
                         "cpu: uint8 activations, fastest on ONNX Runtime CPU, cannot become an engine (default %(default)s)")
+    e.add_argument("--weight-bits", type=int, choices=[0, 7, 8], default=X.int8_weight_bits,
+                   help="int8 --target cpu: 8-bit weights (exact only on CPUs with AVX-512 VNNI or AVX-VNNI), "
+                        "7-bit (exact on every x86 CPU: for files that travel), 0 = what this CPU runs exactly "
+                        "(default %(default)s)")
     g = e.add_argument_group("checks and calibration")
     g.add_argument("--check-dir", metavar="DIR", help="held-out clean images to check on (default: data/ samples)")
     g.add_argument("--check-sigma", type=float, default=X.check_sigma, help="noise sigma of the check, 0-255 (default %(default)s)")

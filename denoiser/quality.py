@@ -97,6 +97,12 @@ def with_quality(dn: Any, quality: str | None) -> Any:
     a GPU, the measured reach for an INT8 file given as such; refuse what cannot be done."""
     dn.quality = quality
     backend, kind = dn.backend, dn.info.kind
+    from .cpu_features import has_vnni
+
+    if dn.info.meta.get("int8_weight_bits") == 8 and getattr(backend, "providers", ["CPU"])[0].startswith("CPU") \
+            and not has_vnni():  # u8 x s8 pairs saturate in int16 there (quantize.py)
+        dn.note = (dn.note + "; " if dn.note else "") + ("this INT8 file has 8-bit weights and this CPU lacks VNNI: "
+                                                         "expect errors; export with --weight-bits 7")
     if quality == "high":
         dn.backend = SelfEnsemble(backend)
     elif quality == "fast" and backend.name == "torch":

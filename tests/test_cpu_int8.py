@@ -95,3 +95,16 @@ def test_cpu_int8_graph_has_no_float_upsampling(int8_files, tmp_path):
     ops = [n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node]
     assert "ConvTranspose" not in ops and ops.count("DepthToSpace") >= 1
     assert ops.count("Conv") <= 1 and ops.count("QLinearConv") >= 5
+
+
+def test_an_8bit_file_on_a_cpu_without_vnni_is_flagged(tiny_checkpoint, tiny_onnx, tmp_path, monkeypatch):
+    from denoiser.inference import Denoiser
+
+    out = tmp_path / "w8.onnx"
+    cfg = ExportConfig(precision="int8", int8_target="cpu", int8_weight_bits=8, **FAST_INT8)
+    export_checkpoint(tiny_checkpoint, out, cfg, from_fp32=tiny_onnx)
+    monkeypatch.setenv("DENOISER_INT8_NO_VNNI", "1")  # as on an AVX2 CPU
+    assert "lacks VNNI" in Denoiser.load(out).note and "--weight-bits 7" in Denoiser.load(out).note
+    monkeypatch.delenv("DENOISER_INT8_NO_VNNI")
+    if has_vnni():
+        assert Denoiser.load(out).note == ""
