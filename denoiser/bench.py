@@ -112,7 +112,11 @@ def serve_row(spec: dict) -> None:
     torch.set_num_threads(threads)
     kind, path = spec["backend"], spec["artifact"]
     device = "cuda" if spec["device"] == "cuda" else "cpu"
-    if kind == "torch":
+    if kind in ("oidn", "ffdnet") or spec.get("quality"):  # bench_modes.py: peers and quality modes
+        from .bench_modes import load_row
+
+        dn = load_row(spec)
+    elif kind == "torch":
         dn = Denoiser.load(path, backend="torch", device=device, tile=spec["tile"], threads=threads)
         if spec["precision"] == "amp":
             dn.backend = _amp(dn.backend)
@@ -120,6 +124,7 @@ def serve_row(spec: dict) -> None:
         dn = Denoiser.load(path, backend=kind, tile=spec["tile"], threads=threads)
     w, h = (int(v) for v in spec["size"].split("x"))
     image = np.random.default_rng(0).random((h, w, dn.info.channels), dtype=np.float32)
+
     cuda = device == "cuda" or kind == "tensorrt"
     how = _reset_peak_rss()
     loaded_kb = _rss_kb()[0]
@@ -135,7 +140,7 @@ def serve_row(spec: dict) -> None:
             print(time.perf_counter() - t, flush=True)
             continue
         peak_kb = _rss_kb()[1] if how.startswith("VmHWM") else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        row = {"ran": dn.describe(), "peak_rss_mb": round(peak_kb / 1024),
+        row = {"ran": dn.describe(), "peak_rss_mb": round(peak_kb / 1024), "margin": getattr(dn, "margin", 0),
                "work_rss_mb": round((peak_kb - loaded_kb) / 1024), "memory": how, "tile": dn.tile,
                "tile_batch": dn.tile_batch}
         if cuda:
@@ -184,7 +189,8 @@ class _RowProcess:
             self.times.append(float(line))
 
     def report(self) -> dict:
-        base = {k: self.spec[k] for k in ("backend", "precision", "size", "device")}
+        base = {k: self.spec[k] for k in ("backend", "precision", "size", "device") if k in self.spec}
+        base.update({k: self.spec[k] for k in ("quality",) if self.spec.get(k)})
         line = self._ask("report")
         self.proc.wait()
         self._errors.close()

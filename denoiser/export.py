@@ -87,6 +87,7 @@ def export_onnx(model: nn.Module, path: str | Path, cfg: ExportConfig = ExportCo
                 "activation_bytes_per_pixel": model.activation_bytes_per_pixel(), "precision": cfg.precision, "code_version": __version__}
         if cfg.precision == "int8":
             meta["int8_target"] = cfg.int8_target
+            meta["int8_weight_bits"] = lowering["weight_bits"]  # 8-bit weights saturate on CPUs without VNNI
         if cfg.precision != "fp32":  # mixed precision: which layers, and in what
             meta.update(float_layers=lowering["float_layers"], float_precision=lowering["float_precision"])
         onnx.helper.set_model_props(proto, {"denoiser": json.dumps(meta)})
@@ -136,7 +137,8 @@ def _lower(model: nn.Module, fp32: Path, out: Path, cfg: ExportConfig, checks) -
     batches = quantize.calibration_batches(images, cfg.calib_crops, cfg.calib_crop, cfg.calib_sigmas, seed=1)
     info = {"calibration": {"images": calib.name, "files": len(calib.images), "crops": cfg.calib_crops,
                             "crop": cfg.calib_crop, "sigmas": list(cfg.calib_sigmas), "method": cfg.calib_method}}
-    info.update(quantize.quantize_int8(fp32, out, cfg.int8_target, batches, keep, cfg.calib_method))
+    info.update(quantize.quantize_int8(fp32, out, cfg.int8_target, batches, keep, cfg.calib_method,
+                                      weight_bits=cfg.int8_weight_bits))
     if cfg.keep_float or not cfg.auto_mixed:  # the user chose the layers
         return {**info, "float_layers": [names.get(n, n) for n in keep]}
     # Is full INT8 within budget? Judged on a tuning set drawn from the calibration images,
@@ -149,9 +151,11 @@ def _lower(model: nn.Module, fp32: Path, out: Path, cfg: ExportConfig, checks) -
         return ref - imagecheck.score(imagecheck.run_all(imagecheck.onnx_runner(path), tuning, c), tuning)["psnr"]
 
     kept, trials = quantize.find_sensitive_layers(fp32, cfg.int8_target, batches, loss_db, cfg.int8_max_loss_db / 2,
-                                                  cfg.calib_method, cfg.max_float_layers, tuple(own))
+                                                  cfg.calib_method, cfg.max_float_layers, tuple(own),
+                                                  cfg.int8_weight_bits)
     if kept != keep:
-        info.update(quantize.quantize_int8(fp32, out, cfg.int8_target, batches, kept, cfg.calib_method))
+        info.update(quantize.quantize_int8(fp32, out, cfg.int8_target, batches, kept, cfg.calib_method,
+                                          weight_bits=cfg.int8_weight_bits))
     info["sensitivity"] = {"tuning_images": f"{len(tuning.clean)} crops of the calibration images, sigma "
                                             f"{cfg.check_sigma:g}", "budget_db": cfg.int8_max_loss_db / 2,
                            "trials": trials}

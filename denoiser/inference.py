@@ -94,10 +94,13 @@ class ModelInfo:
 
 class Denoiser:
     def __init__(self, backend: Any, info: ModelInfo, tile: int | None = None,
-                 memory_mb: float = DEFAULT_MEMORY_MB, note: str = ""):
+                 memory_mb: float = DEFAULT_MEMORY_MB, note: str = "", margin: int | None = None):
         self.backend, self.info, self.memory_mb, self.note = backend, info, memory_mb, note
-        self.tile, self.tile_batch = plan_tiles(memory_mb, info.bytes_per_pixel, info.receptive_field,
-                                                info.alignment, tile)
+        # Tile overlap: the receptive field (exact), or the measured reach in the fast mode (quality.py)
+        self.margin = margin or info.receptive_field
+        self.quality: str | None = None  # set by load()
+        self._tile_arg = tile
+        self.plan()
         self.max_side: int | None = None
         self.gray_path: Path | None = None  # set by load(): the model gray images go to (gray_model)
         self._gray: Denoiser | None = None
@@ -107,31 +110,47 @@ class Denoiser:
         if profile is not None:
             from .tensorrt import fit_tile
 
-            self.tile = fit_tile(self.tile, info.receptive_field, info.alignment, profile)
+            self.tile = fit_tile(self.tile, self.margin, info.alignment, profile)
             self.tile_batch = min(self.tile_batch, profile.max_batch)
             self.max_side = min(profile.max_hw)
+
+    def plan(self) -> None:
+        """Tile side and tiles per call for the memory budget and the margin."""
+        # uint8 activations: ONNX Runtime held 276 B/px for the shipped INT8 U-Net (1096x2000 tile)
+        # against the 1008 B/px its FP32 formula says; a third leaves room
+        bpp = self.info.bytes_per_pixel / (3 if getattr(self.backend, "precision", "") == "int8" else 1)
+        self.tile, self.tile_batch = plan_tiles(self.memory_mb, bpp, self.margin, self.info.alignment, self._tile_arg)
 
     @classmethod
     def load(cls, path: str | Path | None = None, backend: str = "auto", device: str | None = None,
              tile: int | None = None, memory_mb: float = DEFAULT_MEMORY_MB, threads: int = 0,
-             gray_model: str | Path | None = None) -> "Denoiser":
+             gray_model: str | Path | None = None, quality: str | None = None) -> "Denoiser":
         """Load a checkpoint, .onnx or .engine. tile=None: the largest tile that fits memory_mb.
+
+        quality: "fast", "balanced" or "high" (quality.py), or None: a checkpoint on the CPU
+        then runs its INT8 export where that passed its check, else FP32 (`note` says which).
 
         gray_model: a second model that gray images go to (loaded on the first one). With no
         path and no $DENOISER_MODEL it is the shipped gray model (DEFAULT_GRAY_MODEL).
         """
-        import torch
-
         if gray_model is None and path is None and "DENOISER_MODEL" not in os.environ:
             gray_model = shipped_gray_companion(DEFAULT_MODEL)
         if gray_model is not None:
             if not Path(gray_model).is_file():
                 raise FileNotFoundError(f"gray model not found: {gray_model}")
-            dn = cls.load(path or default_model_path(), backend, device, tile, memory_mb, threads)
+            dn = cls.load(path or default_model_path(), backend, device, tile, memory_mb, threads, quality=quality)
             dn.gray_path = Path(gray_model)
             dn._load_args = {"backend": backend, "device": device, "tile": tile, "memory_mb": memory_mb,
-                             "threads": threads}
+                             "threads": threads, "quality": quality}
             return dn
+        from .quality import check_quality, with_quality
+
+        check_quality(quality)
+        return with_quality(cls._load_one(path, backend, device, tile, memory_mb, threads, quality), quality)
+
+    @classmethod
+    def _load_one(cls, path: str | Path | None, backend: str, device: str | None, tile: int | None,
+                  memory_mb: float, threads: int, quality: str | None) -> "Denoiser":
         path = Path(path) if path is not None else default_model_path()
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
@@ -163,18 +182,28 @@ class Denoiser:
             raise ValueError(f"the tensorrt backend runs engines: build one with "
                              f"`denoiser export {path} --engine OUT.engine` and load that")
 
+        cuda = _cuda_available() and not (device or "").startswith("cpu")
+        on_cpu = backend == "onnxruntime" or (backend == "auto" and not cuda)
+        from .quality import cached_cpu_choice, cpu_choice
+
+        hit = cached_cpu_choice(path, quality) if on_cpu else None
+        if hit:  # exported before: the sidecars say all, no torch (quality.py)
+            onnx_path, precision, margin, note, meta = hit
+            info = _info(path, "checkpoint", meta, "fp32")
+            return cls(OnnxRuntimeBackend(onnx_path, precision, threads, meta=meta), info, **sized, note=note,
+                       margin=margin)
+        import torch
+
         from .checkpoint import load_checkpoint
 
         model, meta = load_checkpoint(path)
         info = ModelInfo(str(path), "checkpoint", model.cfg.channels, model.alignment, model.receptive_field,
                          "fp32", {**meta, "activation_bytes_per_pixel": model.activation_bytes_per_pixel()})
-        cuda = torch.cuda.is_available() and not (device or "").startswith("cpu")
         note = ""
-        if backend == "onnxruntime" or (backend == "auto" and not cuda):
+        if on_cpu:
             try:
-                onnx_path = onnx_for_checkpoint(path, model)
-                return cls(OnnxRuntimeBackend(onnx_path, "fp32", threads), info, **sized,
-                           note=f"ONNX export {onnx_path}")
+                onnx_path, precision, margin, note, _ = cpu_choice(path, model, quality)
+                return cls(OnnxRuntimeBackend(onnx_path, precision, threads), info, **sized, note=note, margin=margin)
             except Exception as e:  # export needs onnx + onnxscript; PyTorch still works without them
                 if backend == "onnxruntime":
                     raise RuntimeError(f"could not export {path} to ONNX: {e}") from e
@@ -188,6 +217,8 @@ class Denoiser:
 
     def describe(self) -> str:
         text = f"{Path(self.info.path).name}: {self.backend.describe()}, tiles {self.tile}px x{self.tile_batch}"
+        text += f" (margins {self.margin} px)" if self.margin != self.info.receptive_field else ""
+        text = f"quality {self.quality}: {text}" if self.quality else text
         return text + (f"; gray images: {self.gray_path.name}" if self.gray_path else "")
 
     def _gray_model(self) -> "Denoiser":
@@ -212,7 +243,7 @@ class Denoiser:
         run = _checked(self._runner(arr.shape[2], sigma), Path(self.info.path).name)
         if strength == 0.0:
             return arr.copy()
-        out = denoise_tiled(run, arr, self.tile, self.info.receptive_field, self.info.alignment, self.tile_batch,
+        out = denoise_tiled(run, arr, self.tile, self.margin, self.info.alignment, self.tile_batch,
                             self.max_side, progress)
         np.clip(out, 0.0, 1.0, out=out)
         if strength != 1.0:  # out = arr + strength * (out - arr), in place: no full-size temporaries
@@ -299,6 +330,15 @@ class Denoiser:
         if scale is None:
             return out.astype(dtype)
         return np.rint(np.clip(out, 0, 1) * scale).astype(dtype)
+
+
+def _cuda_available() -> bool:
+    """torch.cuda.is_available(), without importing torch where no NVIDIA driver is loaded."""
+    if not (Path("/proc/driver/nvidia").exists() or Path("/dev/nvidiactl").exists()) and sys.platform == "linux":
+        return False
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _is_gray(arr: np.ndarray) -> bool:

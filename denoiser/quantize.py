@@ -13,10 +13,11 @@ float tensors. Two targets, because the two runtimes want different files:
   tensorrt: int8 activations, symmetric (every zero point 0: TensorRT refuses others),
             float biases (TensorRT fuses them itself);
   cpu:      uint8 activations with zero points (ONNX Runtime's fastest CPU kernels), int32
-            biases (what its QLinearConv fusion needs), 7-bit weights: x86 CPUs without
-            VNNI multiply u8 x s8 in int16 pairs that saturate with 8-bit weights (measured
-            on an AVX2 EPYC: 0.98 dB lost with 8-bit weights, 0.25 dB with 7-bit ones).
-            TensorRT cannot build this one.
+            biases (what its QLinearConv fusion needs), weights as wide as the CPU allows:
+            full 8-bit where it has VNNI (cpu_features.py), 7-bit (`reduce_range`) where it
+            lacks it: x86 CPUs without VNNI multiply u8 x s8 in int16 pairs that saturate
+            with 8-bit weights (measured on an AVX2 EPYC: 0.98 dB lost with 8-bit weights,
+            0.25 dB with 7-bit ones). TensorRT cannot build this one.
 Mixed precision: `find_sensitive_layers` finds the convolutions whose quantization costs
 most and keeps them out of INT8 (`nodes_to_exclude`): in float16 for TensorRT (the sensitive
 layers are the full-resolution ones, which carry most of the arithmetic: float32 there
@@ -125,7 +126,7 @@ def layer_names(path_or_model) -> dict[str, str]:
     import onnx
 
     model = onnx.load(str(path_or_model)) if isinstance(path_or_model, (str, Path)) else path_or_model
-    return {n.name: n.input[1].removesuffix(".weight") for n in model.graph.node
+    return {n.name: n.input[1].removesuffix("_as_conv").removesuffix(".weight") for n in model.graph.node
             if n.op_type in QUANT_OPS and len(n.input) > 1}
 
 
@@ -165,8 +166,11 @@ class _Batches:
 
 
 def quantize_int8(src: str | Path, dst: str | Path, target: str, batches: list[np.ndarray] | None = None,
-                  exclude: Sequence[str] = (), method: str = "minmax", cache: str | Path | None = None) -> dict:
+                  exclude: Sequence[str] = (), method: str = "minmax", cache: str | Path | None = None,
+                  weight_bits: int = 0) -> dict:
     """Write an INT8 Q/DQ copy of the FP32 ONNX file `src` to `dst`; return what was done.
+
+    `weight_bits` (cpu target): 8 or 7; 0 = what this CPU runs exactly (cpu_features.py).
 
     `cache`: a calibration-range file; when it exists, `batches` are not needed (the
     sensitivity search re-quantizes with other exclusions from the same ranges).
@@ -179,27 +183,44 @@ def quantize_int8(src: str | Path, dst: str | Path, target: str, batches: list[n
     if method not in CALIBRATION_METHODS:
         raise ValueError(f"unknown calibration method {method!r}; choose from {', '.join(CALIBRATION_METHODS)}")
     trt = target == "tensorrt"
+    from .cpu_features import int8_weight_bits
+
+    bits = 8 if trt else weight_bits or int8_weight_bits()
+    if bits not in (7, 8):
+        raise ValueError(f"INT8 weights are 7 or 8 bits, not {bits}")
     calib = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
              "entropy": CalibrationMethod.Entropy}[method]
     tmp = Path(dst).with_name(Path(dst).name + ".part")
     exclude = list(exclude)
+    if not trt:  # up-sampling in int8 too (int8_graph.py); an excluded one stays float as its Conv
+        from .int8_graph import block_upsample_as_conv
+
+        graph = onnx.load(str(src))
+        renamed = block_upsample_as_conv(graph)
+        if renamed:
+            src = tmp.with_name(tmp.name + ".fp32")
+            onnx.save(graph, str(src))
+            exclude = [renamed.get(n, n) for n in exclude]
     if trt:  # Q/DQ on conv inputs only (NVIDIA's placement): TensorRT fuses the rest itself
         ops, extra = list(QUANT_OPS), {"OpTypesToExcludeOutputQuantization": list(QUANT_OPS),
                                        "ActivationSymmetric": True, "QuantizeBias": False}
         quantized_readers = QUANT_OPS
     else:  # DQ -> Conv -> Q with the ReLU folded into Q: the pattern ONNX Runtime fuses to QLinearConv;
         # concats keep their Q/DQ too (fused to QLinearConcat: 17 of 21 convs run in int8, not 14)
-        ops, extra = [*QUANT_OPS, "Relu"], {"ActivationSymmetric": False, "QuantizeBias": True}
-        quantized_readers = (*QUANT_OPS, "Concat")
-    # reduce_range: 7-bit weights for the cpu target, see the module docstring.
+        # DepthToSpace (int8_graph.py's up-sampling) only moves bytes: ONNX Runtime runs it on uint8
+        ops, extra = [*QUANT_OPS, "Relu", "DepthToSpace"], {"ActivationSymmetric": False, "QuantizeBias": True}
+        quantized_readers = (*QUANT_OPS, "Concat", "DepthToSpace")
+    # reduce_range: 7-bit weights for the cpu target on CPUs without VNNI, see the module docstring.
     with third_party_quiet():  # its "consider pre-processing" notices are for its own developers
         quantize_static(
             str(src), str(tmp), _Batches(batches) if batches is not None else None, quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=ops, per_channel=True, reduce_range=not trt,
+            op_types_to_quantize=ops, per_channel=True, reduce_range=bits == 7,
             activation_type=QuantType.QInt8 if trt else QuantType.QUInt8, weight_type=QuantType.QInt8,
             nodes_to_exclude=list(exclude), calibrate_method=calib,
             calibration_cache_path=str(cache) if cache else None,
             extra_options={**extra, "WeightSymmetric": True, "CalibPercentile": 99.999})
+    if not trt and Path(src).name.endswith(".part.fp32"):
+        Path(src).unlink()
     model = onnx.load(str(tmp))
     # Excluded convs read float tensors again for TensorRT. Not for the cpu target: there
     # ONNX Runtime folded each ReLU into the Q after its conv, so the float tensor is the
@@ -211,7 +232,8 @@ def quantize_int8(src: str | Path, dst: str | Path, target: str, batches: list[n
         convert_fp16(tmp, tmp, only=exclude)
     tmp.replace(dst)
     return {"target": target, "activations": "int8 symmetric" if trt else "uint8 asymmetric",
-            "weights": "int8 symmetric, per output channel" + ("" if trt else ", 7-bit range (reduce_range)"),
+            "weights": "int8 symmetric, per output channel" + (", 7-bit range (reduce_range)" if bits == 7 else ""),
+            "weight_bits": bits,
             "biases": "float32" if trt else "int32",
             "calibration_method": method, "float_inputs_restored": rewired, "float_nodes": sorted(exclude),
             "float_precision": "fp16" if trt else "fp32"}
@@ -260,7 +282,7 @@ def zero_points(path_or_model) -> dict[str, np.ndarray]:
 
 def find_sensitive_layers(src: str | Path, target: str, batches: list[np.ndarray], loss_db: Callable[[Path], float],
                           budget_db: float, method: str = "minmax", max_layers: int = 6,
-                          always: tuple[str, ...] = ()) -> tuple[list[str], list[dict]]:
+                          always: tuple[str, ...] = (), weight_bits: int = 0) -> tuple[list[str], list[dict]]:
     """Convolutions to keep out of INT8 so that it loses at most `budget_db`.
 
     `loss_db(path)` measures a quantized file (PSNR drop against FP32 on a tuning set that is
@@ -279,7 +301,7 @@ def find_sensitive_layers(src: str | Path, target: str, batches: list[np.ndarray
 
         def trial(exclude: list[str]) -> float:
             exclude = [*always, *(n for n in exclude if n not in always)]
-            quantize_int8(src, path, target, batches, exclude, method, cache)
+            quantize_int8(src, path, target, batches, exclude, method, cache, weight_bits)
             loss = loss_db(path)
             trials.append({"float_layers": [names[n] for n in exclude], "loss_db": round(loss, 4)})
             return loss

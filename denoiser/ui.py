@@ -96,14 +96,16 @@ def build_ui(model_path: str | Path | None = None, backend: str = "auto", runs_d
             choices.insert(0, (f"{Path(model).name} (not found)", model))
         return choices
 
-    def select_model(path, chosen_backend, current):
+    def select_model(path, chosen_backend, current, quality="auto"):
         try:
-            return {"path": path, "backend": chosen_backend}, ui_denoise.describe_model(path, chosen_backend)
+            return ({"path": path, "backend": chosen_backend, "quality": quality},
+                    ui_denoise.describe_model(path, chosen_backend, quality))
         except gr.Error as e:  # keep the model that works, and say so where the choice was made
             return current, f"{e.message}  \nStill using **{Path(current['path']).name}** on {current['backend']}."
 
     def denoise(image, strength, choice):
-        r = ui_denoise.denoise_upload(ui_denoise.upload_path(image), strength, choice["path"], choice["backend"])
+        r = ui_denoise.denoise_upload(ui_denoise.upload_path(image), strength, choice["path"], choice["backend"],
+                                      quality=choice.get("quality"))
         return r["png"], r
 
     def show_result(image, r, reference):
@@ -202,6 +204,9 @@ def build_ui(model_path: str | Path | None = None, backend: str = "auto", runs_d
                                                  elem_id="model-picker", info="checkpoints, ONNX files, engines")
                             backend_pick = gr.Dropdown(list(BACKENDS), value=backend, label="Backend", scale=1,
                                                        elem_id="backend-picker")
+                            quality_pick = gr.Dropdown(list(ui_denoise.QUALITY_CHOICES), value="auto", label="Quality",
+                                                       scale=1, elem_id="quality-picker",
+                                                       info="fast: INT8; balanced: FP32; high: x8 ensemble")
                             rescan = gr.Button("Rescan", scale=0, min_width=80, size="sm")
                         model_info = gr.Markdown("Loading the model...", elem_id="model-info")
                         with gr.Accordion("Try it on a clean image: add noise first", open=False):
@@ -318,8 +323,8 @@ def build_ui(model_path: str | Path | None = None, backend: str = "auto", runs_d
         private = {"api_visibility": "private"}
         demo.load(pages.open, None, None, **private)
         demo.unload(pages.close)
-        gr.on([demo.load, picker.change, backend_pick.change], select_model, [picker, backend_pick, choice],
-              [choice, model_info], **private)
+        gr.on([demo.load, picker.change, backend_pick.change, quality_pick.change], select_model,
+              [picker, backend_pick, choice, quality_pick], [choice, model_info], **private)
         demo.load(follow_running_run, None, [run_state, timer], **private)
         rescan.click(lambda: (gr.update(choices=model_choices()),
                               gr.update(choices=[("a new model", ui_train.NEW_MODEL), *model_choices("checkpoint")])),

