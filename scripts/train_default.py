@@ -199,6 +199,8 @@ def main() -> None:
                     help="instead of training: copy the run folder's config, metrics and packed snapshot "
                          "(averaged weights + progress, a quarter of the snapshot) to DIR, to commit; "
                          "copy DIR back to the run folder and --resume to continue")
+    ap.add_argument("--half", action="store_true",
+                    help="with --pack: float16 weights, an eighth of the snapshot (what checkpoints/wip/ holds)")
     args = ap.parse_args()
     if args.pack:
         run = Path(args.run or f"runs/default-{args.model}")
@@ -206,7 +208,7 @@ def main() -> None:
         out.mkdir(parents=True, exist_ok=True)
         for name in ("config.json", "metrics.jsonl"):
             shutil.copyfile(run / name, out / name)
-        print(f"packed {pack_snapshot(run / 'last.safetensors', out / 'last.safetensors')}")
+        print(f"packed {pack_snapshot(run / 'last.safetensors', out / 'last.safetensors', half=args.half)}")
         return
 
     cfg, folders, warm = RECIPES[args.model]
