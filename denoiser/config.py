@@ -52,6 +52,25 @@ NOISE_PRESETS: dict[str, str] = {
 }
 
 
+# What a model config may ask for (a checkpoint's or export's metadata comes from anyone): far
+# beyond any real model, small enough that nothing absurd is built. Checked without torch, so a
+# run from cached exports stays light (nets.check_config adds the architecture's name).
+MODEL_BOUNDS: dict[str, tuple[int, int]] = {"channels": (1, 16), "width": (1, 4096), "levels": (0, 64),
+                                            "blocks_per_level": (1, 64), "unshuffle": (1, 16)}
+
+
+def check_model_sizes(cfg: "ModelConfig") -> None:
+    """ValueError unless every size field of `cfg` is an integer within MODEL_BOUNDS."""
+    for name, (lo, hi) in MODEL_BOUNDS.items():
+        value = getattr(cfg, name)
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise ValueError(f"model {name} {value!r} is not an integer in {lo}..{hi}")
+    if not isinstance(cfg.residual, bool):
+        raise ValueError(f"model residual {cfg.residual!r} is not true or false")
+    if not isinstance(cfg.arch, str):
+        raise ValueError(f"model arch {cfg.arch!r} is not a name")
+
+
 @dataclass(frozen=True)
 class DataConfig:
     clean_dirs: tuple[str, ...] = ()

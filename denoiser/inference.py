@@ -378,11 +378,10 @@ def _bounded_int(meta: dict, key: str, lo: int, hi: int) -> int:
 
 def _info(path: Path, kind: str, meta: dict, precision: str) -> ModelInfo:
     """ModelInfo from an export's metadata, each field checked: the file may come from anyone."""
-    from .config import ModelConfig, from_dict
-    from .nets import check_config
+    from .config import ModelConfig, check_model_sizes, from_dict
 
-    try:
-        check_config(from_dict(ModelConfig, meta["model"]))
+    try:  # sizes only: running an export needs no architecture code (nor torch)
+        check_model_sizes(from_dict(ModelConfig, meta["model"]))
         alignment = _bounded_int(meta, "alignment", 1, 1 << 16)
         margin = _bounded_int(meta, "receptive_field", 0, 1 << 20)
         per_pixel = meta.get("activation_bytes_per_pixel", 1.0)

@@ -23,7 +23,7 @@ import dataclasses
 import torch
 from torch import nn
 
-from ..config import ModelConfig
+from ..config import ModelConfig, check_model_sizes
 from .resunet import ResUNet
 from .s2dcnn import S2DCNN
 from .unet import UNet
@@ -41,20 +41,12 @@ ARCH_DEFAULTS: dict[str, dict] = {
 
 # Bounds far beyond any useful model, checked before a config read from a file is built: a
 # stranger's metadata must not ask for 2**100 channels (levels=100) or a loop of a billion layers.
-CONFIG_BOUNDS: dict[str, tuple[int, int]] = {"channels": (1, 16), "width": (1, 4096), "levels": (0, 64),
-                                             "blocks_per_level": (1, 64), "unshuffle": (1, 16)}
-
-
 def check_config(cfg: ModelConfig) -> None:
-    """ValueError unless every size field of `cfg` is an integer within CONFIG_BOUNDS."""
+    """ValueError unless `cfg` names a known architecture and every size field is an integer
+    within config.MODEL_BOUNDS."""
     if cfg.arch not in ARCHS:
         raise ValueError(f"unknown architecture {cfg.arch!r}; choose from {', '.join(ARCHS)}")
-    for name, (lo, hi) in CONFIG_BOUNDS.items():
-        value = getattr(cfg, name)
-        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-            raise ValueError(f"model {name} {value!r} is not an integer in {lo}..{hi}")
-    if not isinstance(cfg.residual, bool):
-        raise ValueError(f"model residual {cfg.residual!r} is not true or false")
+    check_model_sizes(cfg)
 
 
 def tensor_shapes(cfg: ModelConfig) -> tuple[dict[str, tuple[int, ...]], nn.Module]:
