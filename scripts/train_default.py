@@ -84,10 +84,13 @@ GRAY_POLISH = polish(GRAY, seed=4)
 # time spent carry over in the snapshot).
 V2_ARCH = "resunet"
 V2_HOURS = 8.0
-# The camera pipeline ("camera", denoiser/camera_noise.py) in place of the old chain: colour sees
-# it in half of its crops, gray in a quarter (gray users are mostly scanners, not phones). Both
-# legs of session 3 onwards ran with these; leg 1 ran with "gaussian:0-75@3|camera" for both.
-V2_COLOR_MIX = "gaussian:0-75|camera"
+# Colour: the winner of the noise mix study (BENCHMARKS.md, "Noise mix study"): half Gaussian, a
+# quarter the camera pipeline widened to phone sensors (higher ISO, lighter in-camera smoothing),
+# a quarter correlated Gaussian: +3 dB on real SIDD12 noise over the v1 mix at equal CPU time.
+# Gray: the camera pipeline in a quarter of its crops (gray users are mostly scanners, not phones).
+# Leg 1 ran with "gaussian:0-75@3|camera" for both.
+V2_COLOR_MIX = ("gaussian:0-75@2|camera:iso=400-51200,blur=0-0.8,chroma=0-2|"
+                "correlated:sigma=2-40,scale=0.5-2")
 V2_GRAY_MIX = "gaussian:0-75@3|camera"
 
 
