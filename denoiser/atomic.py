@@ -1,4 +1,4 @@
-"""Write a file atomically, with the mode any other file of the user's would get.
+"""Write a file atomically, with the mode any other file of the user's would get; hash one.
 
 The data goes to a hidden temp file beside the target (`.NAME.XXXXXXXX.part`, what
 `imageio.is_partial_output` recognises), which is then renamed over the target: a reader
@@ -14,6 +14,7 @@ race with other threads creating files.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import stat
@@ -46,3 +47,12 @@ def atomic_write(path: str | Path, write: Callable[[Path], object]) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def file_sha256(path: str | Path) -> str:
+    """A file's SHA-256, read in 1 MiB chunks (checkpoints, exports and uploads: no torch here)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -223,7 +223,8 @@ def run_rows(specs: list[dict], warmup: int, repeat: int, errors_dir: Path, paus
 def prepare_artifacts(checkpoint: Path, workdir: Path, wanted: list[tuple[str, str, str]], calib_dir: str | None,
                       check_dir: str | None, tile_side: int, log=print) -> dict:
     """Export (or reuse) the ONNX files and engines the rows need; (backend, precision) -> path or error."""
-    from .checkpoint import file_sha256, load_checkpoint
+    from .atomic import file_sha256
+    from .checkpoint import load_checkpoint
     from .config import EngineProfile, ExportConfig
     from .export import export_onnx, sidecar_path
 

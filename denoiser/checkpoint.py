@@ -14,7 +14,6 @@ range (NaN, 1e30) are refused too: they would make black images, not errors.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -160,11 +159,3 @@ def load_extra_tensors(path: str | Path, device: str | torch.device = "cpu") -> 
     from safetensors.torch import load_file
 
     return {k: v for k, v in load_file(str(path), device=str(device)).items() if k.startswith(EXTRA_PREFIXES)}
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()

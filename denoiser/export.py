@@ -23,7 +23,8 @@ from torch import nn
 
 from . import __version__
 from .atomic import atomic_write
-from .checkpoint import file_sha256, load_checkpoint
+from .atomic import file_sha256
+from .checkpoint import load_checkpoint
 from .config import ExportConfig, to_dict
 
 INPUT_NAME, OUTPUT_NAME = "input", "output"

@@ -398,7 +398,8 @@ def onnx_for_checkpoint(path: Path, model: Any = None) -> Path:
     The cache file is named by the checkpoint's SHA-256 and written atomically (exported and
     checked in a temp folder, then renamed), so concurrent processes never see half a file.
     """
-    from .checkpoint import file_sha256, load_checkpoint
+    from .atomic import file_sha256
+    from .checkpoint import load_checkpoint
     from .export import export_onnx, sidecar_path
 
     sha = file_sha256(path)

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from .atomic import file_sha256
+
 QUALITIES = ("fast", "balanced", "high")
 AUTO_INT8_MAX_LOSS_DB = 0.1  # what the automatic choice of INT8 may cost on the export's check images
 # One line per mode for --help and the app; the numbers are measured (BENCHMARKS.md, "Quality modes").
@@ -159,17 +161,6 @@ def measure_reach(run, channels: int, alignment: int, receptive_field: int, core
     return max(reach, alignment)
 
 
-def _sha256(path: Path) -> str:
-    """The checkpoint's SHA-256, as checkpoint.file_sha256 (which imports torch: not here)."""
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def int8_cache_path(sha: str) -> Path:
     from .cpu_features import int8_weight_bits
     from .inference import onnx_cache_dir
@@ -191,7 +182,7 @@ def int8_for_checkpoint(path: Path, model: Any = None, fp32_onnx: Path | None = 
     from .export import export_onnx, sidecar_path
     from .inference import onnx_for_checkpoint
 
-    sha = _sha256(path)
+    sha = file_sha256(path)
     target = int8_cache_path(sha)
     side = _read_json(sidecar_path(target))
     if _int8_ready(target, side, sha):
@@ -257,7 +248,7 @@ def cached_cpu_choice(path: Path, quality: str | None) -> Choice | None:
     sidecars: neither torch nor onnx is imported (about 1-3 s of a CLI run on a 2-core CPU)."""
     from .inference import _exported_from, onnx_cache_dir
 
-    sha = _sha256(path)
+    sha = file_sha256(path)
     fp32 = next((p for p in (path.with_suffix(".onnx"), onnx_cache_dir() / f"{sha}.onnx") if _exported_from(p, sha)),
                 None)
     if fp32 is None:

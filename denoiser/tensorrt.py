@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .atomic import atomic_write
-from .checkpoint import file_sha256
+from .atomic import file_sha256
 from .config import EngineProfile
 from .export import INPUT_NAME, sidecar_path
 

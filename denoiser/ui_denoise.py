@@ -8,7 +8,6 @@ plain message (ui_messages.user_error), never as a traceback, on the page or the
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import file_sha256
 from .imageio import EXTENSION_BY_FORMAT, ImageError, ImageInfo, read_image, write_image
 from .inference import Denoiser, shipped_gray_companion
 from .quality import QUALITIES
@@ -174,14 +174,6 @@ def denoise_upload(image_path: str, strength: float, model_path: str, backend: s
     line = (f"{w}x{h} {kind}, {info.bits}-bit {info.format}: denoised in **{seconds:.2f} s** "
             f"({w * h / 1e6 / max(seconds, 1e-9):.2f} MP/s) with {dn.describe()}")
     return {"png": str(png), "download": str(download), "before": str(before), "line": line, "seconds": seconds}
-
-
-def file_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def demo_spec(kind: str, level: float) -> str:

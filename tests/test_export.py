@@ -6,7 +6,8 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from denoiser.checkpoint import file_sha256, load_checkpoint
+from denoiser.atomic import file_sha256
+from denoiser.checkpoint import load_checkpoint
 from denoiser.cli import main
 from denoiser.export import read_onnx_metadata, sidecar_path
 

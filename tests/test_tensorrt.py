@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from denoiser.checkpoint import file_sha256
+from denoiser.atomic import file_sha256
 from denoiser.cli import main
 from denoiser.config import ExportConfig, ModelConfig, parse_hw
 from denoiser.export import export_onnx, read_onnx_metadata, sidecar_path
