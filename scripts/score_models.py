@@ -3,7 +3,9 @@
     python scripts/score_models.py runs/default-v2-color/model.safetensors runs/study-mix-*/model.safetensors \
         --datasets ../shared/datasets
 
-Columns: training step, pixels seen, wall time trained (from the checkpoint's metadata), Set12
+Models run in FP32 (quality balanced), whatever the default backend would pick, so that stages
+compare as models, not as exports. Columns: training step, pixels seen, time trained (the
+checkpoint's `elapsed_s`: CPU time for runs on a CPU budget clock), Set12
 PSNR at Gaussian sigma 15/25/50 (the benchmark protocol) and SIDD12 PSNR (real smartphone
 pairs): all 12, then the two halves apart. A choice between recipes (the noise-mix study) is
 made on the first half (pairs 00-05) alone, so the second (06-11) is a fair read of the choice.
@@ -32,7 +34,7 @@ def score_row(path: Path, datasets: Path, name: str | None = None) -> str:
     from denoiser.inference import Denoiser
 
     meta = read_metadata(path)
-    dn = Denoiser.load(path, backend="onnxruntime")
+    dn = Denoiser.load(path, backend="onnxruntime", quality="balanced")  # FP32: stages compare as models, not exports
     set12 = [evaluate(dn, datasets / "Set12", s)["psnr"] for s in SIGMAS]
     sidd = datasets / "SIDD12"
     pairs = evaluate_pairs(dn, sidd / "noisy", sidd / "clean")
