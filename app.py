@@ -27,8 +27,8 @@ def main() -> None:
                     help="wall time one Batch call may run; files not reached are reported (default 900)")
     args = ap.parse_args()
 
-    from denoiser.ui import launch, read_auth_file
-    from denoiser.ui_batch import BatchLimits
+    from denoiser.app.batch_tab import BatchLimits
+    from denoiser.app.page import launch, read_auth_file
 
     try:
         auth = read_auth_file(args.auth_file) if args.auth_file else None

@@ -4,14 +4,14 @@
 optional packages (onnxruntime, tensorrt, gradio) only inside the functions that use them.
 """
 
-__version__ = "0.1.0"
+from denoiser.core.version import __version__
 
 __all__ = ["Denoiser", "__version__"]
 
 
 def __getattr__(name: str):
     if name == "Denoiser":
-        from .inference import Denoiser
+        from denoiser.run.inference import Denoiser
 
         return Denoiser
     raise AttributeError(name)

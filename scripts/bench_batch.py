@@ -27,7 +27,7 @@ from bench_memory import make_photo, model_path  # noqa: E402
 
 
 def naive(dn, files: list[Path], out: Path) -> None:
-    from denoiser.imageio import read_image, write_image
+    from denoiser.core.imageio import read_image, write_image
 
     out.mkdir(parents=True, exist_ok=True)
     for f in files:
@@ -36,7 +36,7 @@ def naive(dn, files: list[Path], out: Path) -> None:
 
 
 def pipeline(dn, files: list[Path], out: Path, workers: int) -> None:
-    from denoiser.batch import BatchOptions, denoise_files
+    from denoiser.run.batch import BatchOptions, denoise_files
 
     report = denoise_files(dn, [str(f) for f in files], out, BatchOptions(workers=workers))
     assert not report.failed, report.summary()
@@ -52,7 +52,7 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2, help="pipeline decode/encode threads")
     ap.add_argument("--rounds", type=int, default=4, help="alternate naive/pipeline this many times")
     args = ap.parse_args()
-    from denoiser.inference import Denoiser
+    from denoiser.run.inference import Denoiser
 
     w, h = (int(v) for v in args.size.lower().split("x"))
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:

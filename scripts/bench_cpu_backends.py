@@ -34,7 +34,7 @@ def main() -> int:
     import numpy as np
     import torch
 
-    from denoiser.inference import Denoiser
+    from denoiser.run.inference import Denoiser
 
     w, h = (int(v) for v in args.size.lower().split("x"))
     with tempfile.TemporaryDirectory(prefix="bench-backends-") as tmp:

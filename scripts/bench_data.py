@@ -19,9 +19,9 @@ import time
 import torch
 from torch.utils.data import DataLoader
 
-from denoiser.config import NoiseConfig
-from denoiser.data import CleanCrops, CleanImages, IndexStream, load_clean_images
-from denoiser.noise import synthesize
+from denoiser.core.config import NoiseConfig
+from denoiser.core.data import CleanCrops, CleanImages, IndexStream, load_clean_images
+from denoiser.core.noise.ops import synthesize
 
 
 def time_loader(dataset, batch: int, batches: int, workers: int, spec: str | None, device: torch.device) -> float:

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def model_path(arg: str | None, workdir: Path) -> Path:
-    from denoiser.inference import default_model_path
+    from denoiser.run.inference import default_model_path
 
     if arg:
         return Path(arg)
@@ -35,9 +35,9 @@ def model_path(arg: str | None, workdir: Path) -> Path:
         return default_model_path()
     import torch
 
-    from denoiser.checkpoint import save_checkpoint
-    from denoiser.config import ModelConfig
-    from denoiser.nets.unet import UNet
+    from denoiser.core.checkpoint import save_checkpoint
+    from denoiser.core.config import ModelConfig
+    from denoiser.core.nets.unet import UNet
 
     torch.manual_seed(0)
     return save_checkpoint(workdir / "standin-w24-l3.safetensors", UNet(ModelConfig(width=24, levels=3)),
@@ -85,7 +85,7 @@ def main() -> int:
         work = Path(tmp)
         model = model_path(args.model, work)
         if args.backend in ("auto", "onnxruntime") and model.suffix == ".safetensors":
-            from denoiser.inference import onnx_for_checkpoint
+            from denoiser.run.inference import onnx_for_checkpoint
 
             onnx_for_checkpoint(model)  # the one-off export is not what we measure
         photo = work / "photo.jpg"

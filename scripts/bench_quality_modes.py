@@ -27,13 +27,13 @@ MODES = ("fast", "balanced", "high")
 
 
 def score_sets(datasets: Path, model: str, sigma: float, limit: int | None) -> dict:
-    from denoiser.evaluate import matched_pairs, noisy_uint8
-    from denoiser.data import list_images
-    from denoiser.imageio import read_image, to_uint8
-    from denoiser.inference import Denoiser
-    from denoiser.metrics import psnr
-
     import torch
+
+    from denoiser.bench.evaluate import matched_pairs, noisy_uint8
+    from denoiser.core.data import list_images
+    from denoiser.core.imageio import read_image, to_uint8
+    from denoiser.core.metrics import psnr
+    from denoiser.run.inference import Denoiser
 
     dns = {m: Denoiser.load(model, quality=m) for m in MODES}
     sets = {"Set12": [], "SIDD12": []}

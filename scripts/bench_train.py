@@ -21,13 +21,12 @@ import platform
 import time
 
 import torch
-
-from denoiser.data import CleanCrops, CleanImages
-from denoiser.metrics import training_loss
-from denoiser.nets import build_model
-from denoiser.noise import synthesize
-
 import train_default  # the shipped model's config: one source of truth
+
+from denoiser.core.data import CleanCrops, CleanImages
+from denoiser.core.metrics import training_loss
+from denoiser.core.nets import build_model
+from denoiser.core.noise.ops import synthesize
 
 
 def bench_step(device: str, amp: str, channels_last: bool, compile_: bool, steps: int, warmup: int,
@@ -88,7 +87,7 @@ def cpu_study(arch: str, steps: int, warmup: int) -> None:
 
     from study_arch import CANDIDATES
 
-    from denoiser.train import cpu_has_fast_bf16
+    from denoiser.train.trainer import cpu_has_fast_bf16
 
     base = replace(train_default.COLOR_BASE, model=CANDIDATES[arch])
     print(f"{arch}: {CANDIDATES[arch]}; torch {torch.__version__}; {platform.processor() or 'CPU'}")

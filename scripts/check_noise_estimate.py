@@ -15,10 +15,10 @@ import time
 
 import numpy as np
 
-from denoiser.data import list_images
-from denoiser.imageio import read_image, to_uint8
-from denoiser.noise import protocol_noisy_uint8
-from denoiser.noise_estimate import estimate_sigma
+from denoiser.core.data import list_images
+from denoiser.core.imageio import read_image, to_uint8
+from denoiser.core.noise.estimate import estimate_sigma
+from denoiser.core.noise.ops import protocol_noisy_uint8
 
 
 def main() -> int:

@@ -15,7 +15,7 @@ Starts `app.py` on 127.0.0.1 (a free port) and then:
    (it was timed alone before). Then both batch callers disconnect, and a third page's
    one-image batch shows the batch slot came free (the first two were cancelled).
 
-Prints one JSON object. tests/test_app_load.py runs the same functions at a small scale.
+Prints one JSON object. tests/app/test_app_load.py runs the same functions at a small scale.
 """
 
 from __future__ import annotations
@@ -218,7 +218,7 @@ def main() -> None:
     args = ap.parse_args()
     if not 0 < args.min_mp <= args.max_mp or args.calls < 1:
         ap.error("need 0 < --min-mp <= --max-mp and --calls >= 1")
-    from denoiser.inference import default_model_path
+    from denoiser.run.inference import default_model_path
 
     model = args.model or default_model_path()
     with tempfile.TemporaryDirectory(prefix="denoiser-load-") as tmp:

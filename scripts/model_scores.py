@@ -5,7 +5,7 @@
 
 Rows: Gaussian sigma 15, 25, 50 and 75 (and 0, clean input: PSNR against the input itself), then
 each noise spec (default: the "camera" chain). The same protocol loop as `denoiser eval` and
-scripts/bench_quality.py (denoiser.evaluate), through the default backend.
+scripts/bench_quality.py (denoiser.bench.evaluate), through the default backend.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ def main() -> int:
     if not Path(args.clean).is_dir():
         raise SystemExit(f"not a folder: {args.clean}")
 
-    from denoiser.evaluate import evaluate
-    from denoiser.inference import Denoiser
+    from denoiser.bench.evaluate import evaluate
+    from denoiser.run.inference import Denoiser
 
     dn = Denoiser.load(args.model, backend=args.backend)
     runs = [(f"Gaussian σ{s:g}" if s else "clean input (σ0)", {"sigma": s}) for s in args.sigmas]

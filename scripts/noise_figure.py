@@ -38,8 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--iso", default="3200", help="ISO of the camera tile")
     ap.add_argument("-o", "--output", default=str(ROOT / "docs" / "noise_camera.png"))
     args = ap.parse_args(argv)
-    from denoiser.evaluate import noisy_uint8
-    from denoiser.imageio import read_image, to_uint8
+    from denoiser.bench.evaluate import noisy_uint8
+    from denoiser.core.imageio import read_image, to_uint8
 
     clean = to_uint8(read_image(ROOT / "data" / "astronaut.png")[0])[40:40 + TILE, 100:100 + TILE]
     x, y = args.at

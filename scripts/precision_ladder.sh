@@ -17,11 +17,11 @@ denoiser export "$MODEL" --precision int8 --target tensorrt --calib "$DATA/CBSD4
     -o "$OUT/default-color-int8-tensorrt.onnx" "${from[@]}" "${check[@]}"
 denoiser export "$MODEL" --precision int8 --target cpu --calib "$DATA/CBSD432" \
     -o "$OUT/default-color-int8-cpu.onnx" "${from[@]}" "${check[@]}"
-if python -c "import denoiser.tensorrt as t; t.import_tensorrt()" 2>/dev/null; then
+if python -c "import denoiser.deploy.tensorrt as t; t.import_tensorrt()" 2>/dev/null; then
     for p in fp32 fp16 int8-tensorrt; do  # TensorRT-RTX builds these without a GPU, too
         python - "$OUT/default-color-$p.onnx" "$OUT/engines/default-color-$p.engine" <<'PY'
 import sys
-from denoiser.tensorrt import EngineProfile, build_engine
+from denoiser.deploy.tensorrt import EngineProfile, build_engine
 side = build_engine(sys.argv[1], sys.argv[2], EngineProfile(max_batch=4, opt_hw=(640, 640), max_hw=(1024, 1024)),
                     workspace_mb=4096)
 print(f"wrote {sys.argv[2]}: {side['flavour']} {side['tensorrt_version']}, {side['precision']}")

@@ -50,8 +50,8 @@ class TimedRunner:
 
 
 def profile_once(dn, photo: Path, out: Path) -> dict:
-    from denoiser.imageio import read_image, write_image
-    from denoiser.tiling import denoise_tiled
+    from denoiser.core.imageio import read_image, write_image
+    from denoiser.run.tiling import denoise_tiled
 
     timed = TimedRunner(dn.backend)
     t0 = time.perf_counter()
@@ -76,7 +76,7 @@ def profile_once(dn, photo: Path, out: Path) -> dict:
 def main() -> int:
     from bench_memory import make_photo
 
-    from denoiser.inference import Denoiser
+    from denoiser.run.inference import Denoiser
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=str(ROOT / "checkpoints" / "default-color.safetensors"))

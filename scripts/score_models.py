@@ -29,9 +29,9 @@ HEADER = ("| model | step | G px seen | train h | Set12 σ15 | σ25 | σ50 | SID
 
 
 def score_row(path: Path, datasets: Path, name: str | None = None) -> str:
-    from denoiser.checkpoint import read_metadata
-    from denoiser.evaluate import evaluate, evaluate_pairs
-    from denoiser.inference import Denoiser
+    from denoiser.bench.evaluate import evaluate, evaluate_pairs
+    from denoiser.core.checkpoint import read_metadata
+    from denoiser.run.inference import Denoiser
 
     meta = read_metadata(path)
     dn = Denoiser.load(path, backend="onnxruntime", quality="balanced")  # FP32: stages compare as models, not exports

@@ -6,7 +6,7 @@
 Every candidate gets the same recipe (train_default's colour data and blind noise mix, same
 seed, crop and batch, channels-last), one CPU thread and the same `--time-budget`, and all of
 them run at once, so that whatever else the machine does slows each the same. Each is then
-scored under the benchmark protocol (denoiser.evaluate) on Set12 at sigma 15/25/50 and on the
+scored under the benchmark protocol (denoiser.bench.evaluate) on Set12 at sigma 15/25/50 and on the
 "camera" chain, with its parameters, MACs per pixel and ONNX Runtime milliseconds per
 megapixel (a 1024x1024 image, all candidates timed in this one process). Set12 is never
 trained on.
@@ -26,8 +26,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from denoiser.config import ModelConfig, RunConfig, parse_duration  # noqa: E402
-from denoiser.nets import arch_config  # noqa: E402
+from denoiser.core.config import ModelConfig, RunConfig, parse_duration  # noqa: E402
+from denoiser.core.nets import arch_config  # noqa: E402
 
 # name -> network; sizes chosen for roughly the shipped model's inference cost (82 k MAC/px)
 CANDIDATES: dict[str, ModelConfig] = {
@@ -54,7 +54,7 @@ def study_config(model: ModelConfig, datasets: Path, budget_s: float) -> RunConf
 
 def _train_one(name: str, cfg: RunConfig, run: Path, resume: bool) -> None:
     os.nice(5)
-    from denoiser.train import train
+    from denoiser.train.trainer import train
 
     with open(run.parent / f"{name}.log", "a") as log:
         sys.stderr = log
@@ -88,10 +88,10 @@ def ms_per_mp(dn) -> float:
 
 
 def report(names: list[str], datasets: Path, out: Path) -> str:
-    from denoiser.checkpoint import load_checkpoint, read_metadata
-    from denoiser.evaluate import evaluate, evaluate_pairs
-    from denoiser.inference import Denoiser
-    from denoiser.nets import count_parameters, macs_per_pixel
+    from denoiser.bench.evaluate import evaluate, evaluate_pairs
+    from denoiser.core.checkpoint import load_checkpoint, read_metadata
+    from denoiser.core.nets import count_parameters, macs_per_pixel
+    from denoiser.run.inference import Denoiser
 
     rows = []
     for name in names:

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 def fork(run: Path, name: str, spec: str) -> Path:
     """A copy of `run` that trains on `spec` from its last snapshot on."""
-    from denoiser.noise_spec import parse_noise_spec
+    from denoiser.core.noise.spec import parse_noise_spec
 
     spec = parse_noise_spec(spec).spec  # canonical, as runs record it; a bad spec fails before the copy
     dst = run.parent / f"{run.name}-mix-{name}"

@@ -43,11 +43,24 @@ from pathlib import Path
 
 import torch
 
-from denoiser.checkpoint import load_checkpoint, save_checkpoint
-from denoiser.config import DataConfig, ModelConfig, NoiseConfig, RunConfig, TrainConfig, parse_duration
-from denoiser.nets import gray_from_color
-from denoiser.revive import hidden_channels, revive
-from denoiser.train import build_data, load_run_config, make_pair, pack_snapshot, train
+from denoiser.core.checkpoint import load_checkpoint, save_checkpoint
+from denoiser.core.config import (
+    DataConfig,
+    ModelConfig,
+    NoiseConfig,
+    RunConfig,
+    TrainConfig,
+    parse_duration,
+)
+from denoiser.core.nets import gray_from_color
+from denoiser.train.revive import hidden_channels, revive
+from denoiser.train.trainer import (
+    build_data,
+    load_run_config,
+    make_pair,
+    pack_snapshot,
+    train,
+)
 
 # "camera-v1" is what "camera" meant when the shipped models were trained (config.NOISE_PRESETS).
 BLIND_MIX = "gaussian:0-75@3|camera-v1"
@@ -96,7 +109,7 @@ V2_GRAY_MIX = "gaussian:0-75@3|camera"
 
 # Peak lr 1e-4 (DRUNet's), not the study's 1e-3: at 1e-3 Adam killed 1048 of the 1408 hidden
 # channels of the gray model's residual blocks within 38 minutes (every coarse level; see
-# denoiser/revive.py), and the model trained on as a shallow one without a sign in its loss.
+# denoiser/train/revive.py), and the model trained on as a shallow one without a sign in its loss.
 V2_LR = 1e-4
 
 
@@ -195,7 +208,7 @@ def main() -> None:
     ap.add_argument("--install-as", default=None, help="where to copy the final model ('' to skip)")
     ap.add_argument("--revive", action="store_true",
                     help="instead of training: re-initialise the dead ReLU channels of the run folder's snapshot "
-                         "(denoiser/revive.py; the model's output is unchanged), keep the old snapshot as "
+                         "(denoiser/train/revive.py; the model's output is unchanged), keep the old snapshot as "
                          "last.pre-revive.safetensors, and write a packed snapshot that --resume continues "
                          "with fresh Adam moments")
     ap.add_argument("--pack", metavar="DIR",

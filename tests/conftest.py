@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
-from denoiser.config import DataConfig, ModelConfig, RunConfig, TrainConfig
+from denoiser.core.config import DataConfig, ModelConfig, RunConfig, TrainConfig
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO / "data"
@@ -39,14 +39,14 @@ def onnx_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
-    from denoiser.train import train
+    from denoiser.train.trainer import train
 
     return train(tiny_run_config(), tmp_path_factory.mktemp("tiny-run"), progress=False)
 
 
 @pytest.fixture(scope="session")
 def tiny_onnx(tiny_checkpoint, tmp_path_factory) -> Path:
-    from denoiser.export import export_checkpoint
+    from denoiser.deploy.export import export_checkpoint
 
     out = tmp_path_factory.mktemp("tiny-onnx") / "tiny.onnx"
     export_checkpoint(tiny_checkpoint, out)
@@ -59,6 +59,6 @@ def sample_rgb() -> Image.Image:
 
 
 def noisy_uint8(clean: np.ndarray, sigma: float, seed: int = 0) -> np.ndarray:
-    from denoiser.noise import protocol_noisy_uint8
+    from denoiser.core.noise.ops import protocol_noisy_uint8
 
     return protocol_noisy_uint8(clean, sigma, seed)
