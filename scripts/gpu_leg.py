@@ -45,7 +45,7 @@ def tree_bytes(root: Path) -> int:
 
 def send(root: Path, datasets: Path, runs: Path) -> list[str]:
     """Pack each run into checkpoints/wip/ (float16) and stage the data; returns the folders staged."""
-    from denoiser.train.trainer import pack_snapshot
+    from denoiser.train.snapshot import pack_snapshot
 
     for name in RUNS:
         run, wip = runs / f"default-{name}", root / "checkpoints" / "wip" / f"default-{name}"
@@ -87,7 +87,7 @@ def device_config(saved: dict, data_root: Path, folders: list[str], device: str,
 
 def train_legs(root: Path, out: Path, minutes: float, device: str, batch: int, work: Path) -> None:
     """On the device: train every run side by side for `minutes`, then pack each into `out`."""
-    from denoiser.train.trainer import pack_snapshot
+    from denoiser.train.snapshot import pack_snapshot
 
     data_root = root / ".device" / "datasets"
     folders = sorted(p.name for p in data_root.iterdir() if p.is_dir())

@@ -54,11 +54,11 @@ from denoiser.core.config import (
 )
 from denoiser.core.nets import gray_from_color
 from denoiser.train.revive import hidden_channels, revive
+from denoiser.train.snapshot import pack_snapshot
 from denoiser.train.trainer import (
     build_data,
     load_run_config,
     make_pair,
-    pack_snapshot,
     train,
 )
 
