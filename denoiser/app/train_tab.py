@@ -21,6 +21,7 @@ from pathlib import Path
 from denoiser.app.denoise_tab import MAX_PIXELS
 from denoiser.app.messages import user_error
 from denoiser.app.train_data import resolve_source
+from denoiser.app.training_job import TrainingJob
 from denoiser.core.checkpoint import read_metadata
 from denoiser.core.config import (
     FINETUNE_LR,
@@ -34,7 +35,7 @@ from denoiser.core.config import (
 from denoiser.core.data import check_image_sizes
 from denoiser.core.imageio import DEFAULT_MAX_PIXELS
 from denoiser.train.memory import check_training_memory
-from denoiser.train.monitor import TrainingJob, read_metrics
+from denoiser.train.monitor import read_metrics
 
 NEW_MODEL = ""  # the "start from" choice that means: a fresh, randomly initialised model
 _jobs: dict[str, TrainingJob] = {}

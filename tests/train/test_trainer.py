@@ -16,7 +16,6 @@ from denoiser.cli.main import main
 from denoiser.core.checkpoint import load_checkpoint, read_metadata
 from denoiser.core.data import dead_leaves
 from denoiser.run.inference import Denoiser
-from denoiser.train.monitor import TrainingJob
 from denoiser.train.optim import lr_at
 from denoiser.train.trainer import load_run_config, train
 
@@ -163,18 +162,6 @@ def test_sigkill_loses_at_most_one_snapshot_and_never_corrupts(tmp_path):
     final = train(load_run_config(run), run, resume=True, progress=False)
     assert read_metadata(final)["step"] == snap + 2
     assert not list(run.glob(".*.part"))
-
-
-def test_training_job_follows_live_and_stops_cleanly(tmp_path):
-    job = TrainingJob(tiny_run_config(steps=100000), tmp_path).start()
-    deadline = time.time() + 60
-    while time.time() < deadline and not any("loss" in r for r in job.records):
-        time.sleep(0.05)
-    job.stop()
-    final = job.wait(60)
-    assert not job.running and final.exists()
-    step = read_metadata(final)["step"]
-    assert 0 < step < 100000 and read_metadata(tmp_path / "last.safetensors")["step"] == step
 
 
 def test_mixed_pairs_and_clean_sources(tmp_path):
@@ -360,7 +347,7 @@ def test_cpu_budget_clock_counts_the_work_not_the_waiting(tmp_path):
 
 
 def test_a_packed_snapshot_is_a_quarter_of_the_size_and_resumes_the_schedule(tmp_path):
-    from denoiser.train.trainer import pack_snapshot
+    from denoiser.train.snapshot import pack_snapshot
 
     cfg = tiny_run_config(steps=16)
     cfg = replace(cfg, train=replace(cfg.train, ema=0.9, snapshot_interval=100))
@@ -414,7 +401,7 @@ def test_pixels_seen_adds_up_each_leg_at_its_own_batch(tmp_path):
 
 
 def test_a_half_packed_snapshot_is_half_a_packed_one_and_resumes_in_float32(tmp_path):
-    from denoiser.train.trainer import pack_snapshot
+    from denoiser.train.snapshot import pack_snapshot
 
     cfg = tiny_run_config(steps=8)
     run = tmp_path / "run"
