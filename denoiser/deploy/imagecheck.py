@@ -20,11 +20,12 @@ from typing import Callable
 import numpy as np
 import torch
 
-from denoiser.core.data import dead_leaves, list_images, to_channels
+from denoiser.core.data import list_images, to_channels
 from denoiser.core.imageio import read_image, to_uint8
 from denoiser.core.metrics import psnr
 from denoiser.core.noise.ops import protocol_noisy_uint8
 from denoiser.core.paths import DATA_DIR
+from denoiser.core.procedural import dead_leaves
 
 Runner = Callable[[np.ndarray], np.ndarray]  # float32 (B, C, H, W) -> same shape
 SAMPLES_DIR = DATA_DIR

@@ -13,7 +13,6 @@ from denoiser.core.data import (
     IndexStream,
     PairedFolder,
     build_training_data,
-    dead_leaves,
     list_images,
     load_clean_images,
 )
@@ -23,16 +22,6 @@ from denoiser.core.noise.ops import synthesize
 def _save(path, arr, mode=None):
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(arr, mode).save(path)
-
-
-def test_dead_leaves_is_deterministic_and_varied():
-    a = dead_leaves(64, 3, np.random.default_rng(1))
-    b = dead_leaves(64, 3, np.random.default_rng(1))
-    c = dead_leaves(64, 3, np.random.default_rng(2))
-    assert a.shape == (64, 64, 3) and a.dtype == np.uint8
-    assert np.array_equal(a, b) and not np.array_equal(a, c)
-    assert a.std() > 10  # not a flat image
-    assert dead_leaves(32, 1, np.random.default_rng(0)).shape == (32, 32, 1)
 
 
 def test_procedural_crops_need_no_files_and_are_seeded_by_index():
@@ -202,15 +191,6 @@ def test_same_seed_same_pairs_and_loader_workers_give_different_crops():
     pairs = lambda d, s: synthesize(torch.stack([d[i] for i in range(4)]), cfg, torch.Generator().manual_seed(s))
     assert torch.equal(pairs(ds, 0), pairs(again, 0))
     assert not torch.equal(pairs(ds, 0), pairs(other, 0)) and not torch.equal(pairs(ds, 0), pairs(ds, 1))
-
-
-def test_dead_leaves_has_edges_gradients_and_texture_at_many_scales():
-    img = dead_leaves(128, 1, np.random.default_rng(4))[..., 0].astype(float)
-    gy, gx = np.gradient(img)
-    grad = np.hypot(gx, gy)
-    assert (grad > 40).mean() > 0.005  # sharp occlusion edges
-    assert 0.2 < (grad < 1).mean() < 0.95  # and smooth regions between them
-    assert len(np.unique(img)) > 64  # gradients and texture, not flat paint
 
 
 def test_paired_crops_stay_aligned_under_every_augmentation(tmp_path):

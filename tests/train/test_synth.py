@@ -10,10 +10,11 @@ from PIL import Image
 
 from denoiser.cli.main import build_parser, main
 from denoiser.core.config import DataConfig, NoiseConfig
-from denoiser.core.data import PairedFolder, build_training_data, dead_leaves
+from denoiser.core.data import PairedFolder, build_training_data
 from denoiser.core.noise.estimate import estimate_channel_sigmas, estimate_sigma
 from denoiser.core.noise.ops import protocol_noisy_uint8, quantize8, synthesize
 from denoiser.core.noise.spec import NOISE_KINDS, NOISE_PRESETS
+from denoiser.core.procedural import dead_leaves
 
 
 def _png(path):

@@ -14,7 +14,7 @@ from PIL import Image
 
 from denoiser.cli.main import main
 from denoiser.core.checkpoint import load_checkpoint, read_metadata
-from denoiser.core.data import dead_leaves
+from denoiser.core.procedural import dead_leaves
 from denoiser.run.inference import Denoiser
 from denoiser.train.optim import lr_at
 from denoiser.train.trainer import load_run_config, train
