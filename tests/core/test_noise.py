@@ -5,7 +5,6 @@ import torch
 from conftest import gpu
 
 from denoiser.core.config import (
-    NOISE_DEFAULTS,
     NOISE_PRESETS,
     NoiseConfig,
     RunConfig,
@@ -18,9 +17,10 @@ from denoiser.core.noise.ops import (
     quantize8,
     synthesize,
 )
+from denoiser.core.noise.kinds import KINDS as NOISE_DEFAULTS
+from denoiser.core.noise.kinds import KINDS as OPS
 from denoiser.core.noise.spec import (
     NOISE_KINDS,
-    OPS,
     format_spec,
     parse_noise_spec,
     parse_spec,
