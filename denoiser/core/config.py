@@ -285,7 +285,8 @@ def _upgrade_noise(data: dict) -> dict:
     # Runs before noise specs existed stored {kind, sigma_min, sigma_max}; say the same as a spec.
     if "spec" in data or "kind" not in data:
         return data
-    from denoiser.core.noise.kinds import KINDS  # imported here: config stays the bottom of core
+    # Imported here: config stays the bottom of core, importing none of its siblings at load.
+    from denoiser.core.noise.kinds import KINDS
 
     lo, hi = KINDS["gaussian"].param("sigma").default
     return {**data, "spec": f"{data['kind']}:{data.get('sigma_min', lo):g}-{data.get('sigma_max', hi):g}"}

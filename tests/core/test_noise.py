@@ -11,14 +11,14 @@ from denoiser.core.config import (
     from_dict,
     to_dict,
 )
+from denoiser.core.noise.kinds import KINDS as NOISE_DEFAULTS
+from denoiser.core.noise.kinds import KINDS as OPS
 from denoiser.core.noise.ops import (
     add_gaussian,
     protocol_noisy_uint8,
     quantize8,
     synthesize,
 )
-from denoiser.core.noise.kinds import KINDS as NOISE_DEFAULTS
-from denoiser.core.noise.kinds import KINDS as OPS
 from denoiser.core.noise.spec import (
     NOISE_KINDS,
     format_spec,
