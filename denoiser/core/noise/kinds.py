@@ -39,6 +39,13 @@ class NoiseKind:
     help: str  # what it makes; the help line adds the usage and the defaults
     op: str  # "module:function", see the module docstring
 
+    def __post_init__(self) -> None:
+        names = [p.name for p in self.params]
+        # A parsed op answers op.NAME for each parameter beside its own fields `kind` and `params`.
+        if len(set(names)) != len(names) or {"kind", "params"} & set(names):
+            raise ValueError(f"noise kind {self.name!r}: parameter names must be distinct and not "
+                             f"'kind' or 'params', got {names}")
+
     def param(self, name: str) -> Param:
         return next(p for p in self.params if p.name == name)
 
