@@ -19,7 +19,7 @@ T = TypeVar("T")
 class NoiseConfig:
     """Synthetic noise added to clean crops to make training pairs.
 
-    `spec` is the short string the CLI takes (grammar and kinds: noise_spec.py), e.g.
+    `spec` is the short string the CLI takes (grammar: noise/spec.py, kinds: noise/kinds.py), e.g.
     "gaussian:5-50", "poisson-gaussian", "camera", "gaussian|camera"; each sample draws its
     parameters from the ranges it names. A range of sigma makes a blind denoiser.
     """
@@ -28,22 +28,6 @@ class NoiseConfig:
     # Users upload 8-bit files, so noise arrives clipped and rounded; train for that too.
     quantize_prob: float = 0.5
 
-
-# Ranges (low, high) that a noise kind draws its parameters from when a spec leaves them out.
-# Sigmas are on the 0-255 scale. noise_spec.NOISE_KINDS says what each parameter does.
-NOISE_DEFAULTS: dict[str, dict[str, tuple[float, float]]] = {
-    "gaussian": {"sigma": (0.0, 55.0)},
-    # shot: sigma of the shot noise at full white (photon counts: 255**2 / shot**2 at white)
-    "poisson-gaussian": {"shot": (2.0, 30.0), "read": (0.0, 10.0)},
-    "correlated": {"sigma": (2.0, 25.0), "scale": (0.5, 1.5)},  # scale: blur std in pixels
-    "speckle": {"sigma": (5.0, 50.0)},  # sigma at full white: noise grows with intensity
-    "salt-pepper": {"amount": (0.001, 0.05)},  # share of pixels hit
-    "jpeg": {"quality": (30.0, 95.0)},
-    # camera_noise.py. ISO 100-12000 is Brooks et al.'s shot-noise range (1e-4 to 0.012); up to
-    # 25600 for small phone sensors in low light. Every camera smooths a little and sharpens.
-    "camera": {"iso": (100.0, 25600.0), "sharpen": (0.0, 0.5), "blur": (0.3, 1.0), "chroma": (0.0, 3.0),
-               "zoom": (0.8, 1.6), "quality": (75.0, 98.0)},
-}
 
 # Named chains. "camera-v1": what "camera" meant before it became a camera pipeline (shot + read
 # noise added in sRGB, blurred Gaussian noise for demosaicing, JPEG); kept so old specs still parse.
@@ -301,7 +285,10 @@ def _upgrade_noise(data: dict) -> dict:
     # Runs before noise specs existed stored {kind, sigma_min, sigma_max}; say the same as a spec.
     if "spec" in data or "kind" not in data:
         return data
-    lo, hi = NOISE_DEFAULTS["gaussian"]["sigma"]
+    # Imported here: config stays the bottom of core, importing none of its siblings at load.
+    from denoiser.core.noise.kinds import KINDS
+
+    lo, hi = KINDS["gaussian"].param("sigma").default
     return {**data, "spec": f"{data['kind']}:{data.get('sigma_min', lo):g}-{data.get('sigma_max', hi):g}"}
 
 

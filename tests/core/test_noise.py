@@ -5,13 +5,14 @@ import torch
 from conftest import gpu
 
 from denoiser.core.config import (
-    NOISE_DEFAULTS,
     NOISE_PRESETS,
     NoiseConfig,
     RunConfig,
     from_dict,
     to_dict,
 )
+from denoiser.core.noise.kinds import KINDS as NOISE_DEFAULTS
+from denoiser.core.noise.kinds import KINDS as OPS
 from denoiser.core.noise.ops import (
     add_gaussian,
     protocol_noisy_uint8,
@@ -20,7 +21,6 @@ from denoiser.core.noise.ops import (
 )
 from denoiser.core.noise.spec import (
     NOISE_KINDS,
-    OPS,
     format_spec,
     parse_noise_spec,
     parse_spec,

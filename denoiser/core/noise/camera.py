@@ -27,7 +27,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from denoiser.core.noise.spec import Camera
+from denoiser.core.noise.ops import jpeg
+from denoiser.core.noise.spec import Op
 
 # Shot-noise variance (linear raw in [0, 1]) per unit intensity at ISO 100; proportional to ISO.
 # Brooks et al.'s range, 1e-4 to 0.012, is ISO 100 to 12 000 on this scale.
@@ -130,7 +131,7 @@ def _from_ycc(x: torch.Tensor) -> torch.Tensor:
     return torch.stack([r, g, b], 1)
 
 
-def _camera_residual(x: torch.Tensor, op: Camera, gen: torch.Generator) -> torch.Tensor:
+def _camera_residual(x: torch.Tensor, op: Op, gen: torch.Generator) -> torch.Tensor:
     """P(raw + noise) - P(raw) for a (B, 3, H, W) sRGB batch with even H and W."""
     b, _, h, w = x.shape
     dev = x.device
@@ -162,7 +163,7 @@ def _camera_residual(x: torch.Tensor, op: Camera, gen: torch.Generator) -> torch
     return d + amount * (d - _gauss_blur(d, torch.ones(b, device=dev)))
 
 
-def camera(x: torch.Tensor, op: Camera, gen: torch.Generator) -> torch.Tensor:
+def camera(x: torch.Tensor, op: Op, gen: torch.Generator) -> torch.Tensor:
     """The noisy photo a camera would have made of the clean (B, C, H, W) batch, before its JPEG.
 
     C = 1 is a gray photo: made in colour, then converted to luma, as a camera's monochrome mode
@@ -181,3 +182,8 @@ def camera(x: torch.Tensor, op: Camera, gen: torch.Generator) -> torch.Tensor:
     if c == 1:
         d = sum(k * d[:, i:i + 1] for i, k in enumerate(LUMA))
     return x + d.to(x.dtype)
+
+
+def camera_jpeg(x: torch.Tensor, op: Op, gen: torch.Generator) -> torch.Tensor:
+    """The `camera` kind: the pipeline above, then the camera's JPEG encoder at `op.quality`."""
+    return jpeg(camera(x, op, gen), op, gen)

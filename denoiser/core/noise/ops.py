@@ -2,15 +2,18 @@
 
 Noise is synthesized on whatever device the clean batch is on (the training GPU), so the data
 loader only has to deliver clean crops. Every op takes a `torch.Generator` living on that
-device and draws its parameters per sample from the ranges of its spec (noise_spec.py); the
-same generator state gives the same noise. Outputs are not clipped (quantize8 does that), so
-their statistics are exactly the requested ones.
+device and draws its parameters per sample from the ranges of its spec (spec.py); the same
+generator state gives the same noise. Outputs are not clipped (quantize8 does that), so their
+statistics are exactly the requested ones. Which function runs a kind is declared with the kind
+(kinds.py); the functions of the simple kinds live here, the camera pipeline in camera.py.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 
@@ -19,17 +22,11 @@ import torch
 import torch.nn.functional as F
 
 from denoiser.core.config import NoiseConfig
-from denoiser.core.noise.camera import camera
+from denoiser.core.noise.kinds import KINDS
 from denoiser.core.noise.spec import (
     NOISE_KINDS,
-    Camera,
-    Correlated,
-    Gaussian,
-    Jpeg,
     NoiseModel,
-    PoissonGaussian,
-    SaltPepper,
-    Speckle,
+    Op,
     format_spec,
     noise_help,
     parse_noise_spec,
@@ -37,7 +34,7 @@ from denoiser.core.noise.spec import (
 )
 
 __all__ = ["NOISE_KINDS", "noise_help", "parse_noise_spec", "parse_spec", "format_spec", "synthesize", "apply_model",
-           "add_gaussian", "quantize8", "protocol_noisy_uint8"]
+           "op_function", "add_gaussian", "quantize8", "protocol_noisy_uint8"]
 
 
 def _draw(r: tuple[float, float], n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
@@ -52,11 +49,11 @@ def add_gaussian(clean: torch.Tensor, sigma255: torch.Tensor, generator: torch.G
     return clean + noise * (sigma255.to(clean.dtype) / 255.0).view(-1, 1, 1, 1)
 
 
-def gaussian(x: torch.Tensor, op: Gaussian, gen: torch.Generator) -> torch.Tensor:
+def gaussian(x: torch.Tensor, op: Op, gen: torch.Generator) -> torch.Tensor:
     return add_gaussian(x, _draw(op.sigma, x.shape[0], gen, x.device), gen)
 
 
-def poisson_gaussian(x: torch.Tensor, op: PoissonGaussian, gen: torch.Generator) -> torch.Tensor:
+def poisson_gaussian(x: torch.Tensor, op: Op, gen: torch.Generator) -> torch.Tensor:
     """a * Poisson(x / a) + N(0, b): variance a * x + b, mean x (Foi et al. 2008's sensor model)."""
     b = x.shape[0]
     a = (_draw(op.shot, b, gen, x.device) / 255.0) ** 2  # variance per unit intensity
@@ -67,7 +64,7 @@ def poisson_gaussian(x: torch.Tensor, op: PoissonGaussian, gen: torch.Generator)
     return shot + noise * read.to(x.dtype)
 
 
-def correlated(x: torch.Tensor, op: Correlated, gen: torch.Generator) -> torch.Tensor:
+def correlated(x: torch.Tensor, op: Op, gen: torch.Generator) -> torch.Tensor:
     """White noise blurred by a per-sample Gaussian, rescaled to the requested per-pixel sigma."""
     b, c, h, w = x.shape
     sigma = _draw(op.sigma, b, gen, x.device) / 255.0
@@ -85,13 +82,13 @@ def correlated(x: torch.Tensor, op: Correlated, gen: torch.Generator) -> torch.T
     return x + (y * (sigma / norm)).to(x.dtype)
 
 
-def speckle(x: torch.Tensor, op: Speckle, gen: torch.Generator) -> torch.Tensor:
+def speckle(x: torch.Tensor, op: Op, gen: torch.Generator) -> torch.Tensor:
     s = _draw(op.sigma, x.shape[0], gen, x.device) / 255.0
     noise = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
     return x + x * noise * s.to(x.dtype)
 
 
-def salt_pepper(x: torch.Tensor, op: SaltPepper, gen: torch.Generator) -> torch.Tensor:
+def salt_pepper(x: torch.Tensor, op: Op, gen: torch.Generator) -> torch.Tensor:
     b, _, h, w = x.shape
     amount = _draw(op.amount, b, gen, x.device)
     hit = torch.rand((b, 1, h, w), generator=gen, device=x.device) < amount  # whole pixels, all channels
@@ -99,7 +96,7 @@ def salt_pepper(x: torch.Tensor, op: SaltPepper, gen: torch.Generator) -> torch.
     return torch.where(hit, white.to(x.dtype), x)
 
 
-def jpeg(x: torch.Tensor, op: Jpeg, gen: torch.Generator) -> torch.Tensor:
+def jpeg(x: torch.Tensor, op: Op, gen: torch.Generator) -> torch.Tensor:
     """Round-trip each sample through a JPEG encoder at a quality drawn per sample.
 
     There is no JPEG encoder for torch tensors, so this op alone leaves the device: each sample
@@ -135,18 +132,23 @@ def _jpeg_pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1), thread_name_prefix="jpeg-noise")
 
 
-def camera_jpeg(x: torch.Tensor, op: Camera, gen: torch.Generator) -> torch.Tensor:
-    """The camera pipeline (camera_noise.py), then the camera's JPEG encoder."""
-    return jpeg(camera(x, op, gen), Jpeg(op.quality), gen)
+OpFunction = Callable[[torch.Tensor, Op, torch.Generator], torch.Tensor]
 
 
-APPLY = {Gaussian: gaussian, PoissonGaussian: poisson_gaussian, Correlated: correlated, Speckle: speckle,
-         SaltPepper: salt_pepper, Jpeg: jpeg, Camera: camera_jpeg}
+def op_function(kind: str) -> OpFunction:
+    """The torch function of a kind, as its declaration names it (kinds.KINDS[kind].op)."""
+    return _import_function(KINDS[kind].op)
 
 
-def _run_chain(chain, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+@lru_cache(maxsize=None)
+def _import_function(path: str) -> OpFunction:
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _run_chain(chain: tuple[Op, ...], x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     for op in chain:
-        x = APPLY[type(op)](x, op, gen)
+        x = op_function(op.kind)(x, op, gen)
     return x
 
 

@@ -1,4 +1,4 @@
-"""Noise specs: the short strings that name a noise model, parsed into frozen dataclasses.
+"""Noise specs: the short strings that name a noise model, parsed by the kinds' declarations (kinds.py).
 
 Grammar (spaces and case are ignored):
 
@@ -8,111 +8,39 @@ Grammar (spaces and case are ignored):
     args    = arg ("," arg)*             positional in the kind's parameter order, or NAME=RANGE
     RANGE   = V | LO-HI                  each sample draws uniformly from [LO, HI]
 
-Parameters left out take their ranges from config.NOISE_DEFAULTS; presets (config.NOISE_PRESETS)
-stand for whole chains. `format_spec` writes the canonical form, with presets expanded and
-every parameter spelled out, so a spec stored in a checkpoint says exactly what was trained on
-and parses back to the same model. This module is pure Python (no torch), so the CLI can build
-its --help without importing torch; noise.py turns these dataclasses into torch ops.
+Parameters left out take their kind's default ranges and every range is checked against its
+kind's bounds (kinds.KINDS); presets (config.NOISE_PRESETS) stand for whole chains.
+`format_spec` writes the canonical form, with presets expanded and every parameter spelled out,
+so a spec stored in a checkpoint says exactly what was trained on and parses back to the same
+model. This module is pure Python (no torch), so the CLI can build its --help without importing
+torch; ops.py runs the parsed ops as torch ops.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, fields
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import ClassVar
 
-from denoiser.core.config import NOISE_DEFAULTS, NOISE_PRESETS, NoiseConfig
-
-Range = tuple[float, float]
+from denoiser.core.config import NOISE_PRESETS, NoiseConfig
+from denoiser.core.noise.kinds import KINDS, NoiseKind, Param, Range
 
 
 @dataclass(frozen=True)
-class Gaussian:
-    name: ClassVar[str] = "gaussian"
-    sigma: Range  # 0-255 scale
+class Op:
+    """One parsed op: a kind and a range for each of its parameters, readable as `op.NAME`."""
 
-    def check(self) -> None:
-        _check(self, "sigma", 0, 255)
+    kind: str
+    params: tuple[tuple[str, Range], ...]  # in the kind's parameter order
 
-
-@dataclass(frozen=True)
-class PoissonGaussian:
-    """Variance (0-255 scale) = shot**2 / 255 * intensity + read**2: linear in intensity."""
-
-    name: ClassVar[str] = "poisson-gaussian"
-    shot: Range  # sigma of the shot noise at full white
-    read: Range  # sigma of the signal-independent read noise
-
-    def check(self) -> None:
-        _check(self, "shot", 0, 255)
-        _check(self, "read", 0, 255)
-
-
-@dataclass(frozen=True)
-class Correlated:
-    name: ClassVar[str] = "correlated"
-    sigma: Range  # per-pixel sigma after correlation
-    scale: Range  # std in pixels of the Gaussian blur that correlates neighbours
-
-    def check(self) -> None:
-        _check(self, "sigma", 0, 255)
-        _check(self, "scale", 0, 8)  # the kernel (radius 3 * scale) stays small
-
-
-@dataclass(frozen=True)
-class Speckle:
-    name: ClassVar[str] = "speckle"
-    sigma: Range  # multiplicative: sigma at full white, proportionally less in the dark
-
-    def check(self) -> None:
-        _check(self, "sigma", 0, 255)
-
-
-@dataclass(frozen=True)
-class SaltPepper:
-    name: ClassVar[str] = "salt-pepper"
-    amount: Range  # share of pixels set to black or white
-
-    def check(self) -> None:
-        _check(self, "amount", 0, 1)
-
-
-@dataclass(frozen=True)
-class Jpeg:
-    name: ClassVar[str] = "jpeg"
-    quality: Range  # encoder quality, whole numbers 1-100
-
-    def check(self) -> None:
-        _check(self, "quality", 1, 100)
-        if any(q != int(q) for q in self.quality):
-            raise ValueError(f"jpeg quality must be whole numbers, got {_format_range(self.quality)}")
-
-
-@dataclass(frozen=True)
-class Camera:
-    """A camera's pipeline (camera_noise.py): raw shot + read noise, demosaicing, processing, JPEG."""
-
-    name: ClassVar[str] = "camera"
-    iso: Range  # sets the raw shot noise (read noise follows it); drawn log-uniformly
-    sharpen: Range  # unsharp-mask amount (0: none)
-    blur: Range  # in-camera smoothing, Gaussian std in pixels (0: none)
-    chroma: Range  # chroma noise reduction, Gaussian std in pixels on Cb/Cr (0: none)
-    zoom: Range  # image pixels per sensor pixel (>1: upscaled, blotchier); drawn log-uniformly, once per batch
-    quality: Range  # the camera's JPEG quality, 4:2:0
-
-    def check(self) -> None:
-        _check(self, "iso", 25, 102400)
-        _check(self, "sharpen", 0, 3)
-        _check(self, "blur", 0, 3)
-        _check(self, "chroma", 0, 8)
-        _check(self, "zoom", 0.25, 4)
-        Jpeg(self.quality).check()
-
-
-Op = Gaussian | PoissonGaussian | Correlated | Speckle | SaltPepper | Jpeg | Camera
-OPS: dict[str, type] = {cls.name: cls for cls in (Gaussian, PoissonGaussian, Correlated, Speckle, SaltPepper, Jpeg,
-                                                 Camera)}
+    def __getattr__(self, name: str) -> Range:
+        # Called only for names that are not fields. It reads __dict__, never self.kind or
+        # self.params, so that a copy under construction (pickle, copy) cannot recurse here.
+        for key, value in self.__dict__.get("params", ()):
+            if key == name:
+                return value
+        raise AttributeError(f"{self.__dict__.get('kind')!r} noise has no parameter {name!r}")
 
 
 @dataclass(frozen=True)
@@ -181,35 +109,35 @@ def _single_chain(model: NoiseModel, name: str) -> tuple[Op, ...]:
     return model.chains[0]
 
 
-def _parse_op(kind: str, args: str, spec: str) -> Op:
-    cls = OPS.get(kind)
-    if cls is None:
-        raise ValueError(f"unknown noise {kind!r} in {spec!r}; known: {', '.join(NOISE_KINDS)}")
-    names = [f.name for f in fields(cls)]
-    values = dict(NOISE_DEFAULTS[kind])
+def _parse_op(name: str, args: str, spec: str) -> Op:
+    kind = KINDS.get(name)
+    if kind is None:
+        raise ValueError(f"unknown noise {name!r} in {spec!r}; known: {', '.join(NOISE_KINDS)}")
+    names = [p.name for p in kind.params]
+    values = {p.name: p.default for p in kind.params}
     given: set[str] = set()
     named = False
     for i, arg in enumerate(args.split(",") if args else []):
         if not arg:
-            raise ValueError(f"bad noise spec {spec!r}: empty argument in {kind}:{args}")
-        name, eq, value = arg.rpartition("=")
+            raise ValueError(f"bad noise spec {spec!r}: empty argument in {name}:{args}")
+        param, eq, value = arg.rpartition("=")
         if not eq:
             if named:
                 raise ValueError(f"bad noise spec {spec!r}: positional argument after a named one")
             if i >= len(names):
-                raise ValueError(f"bad noise spec {spec!r}: {kind} takes {len(names)} argument(s): {', '.join(names)}")
-            name = names[i]
-        elif name not in names:
-            raise ValueError(f"bad noise spec {spec!r}: {kind} has no parameter {name!r} (it has {', '.join(names)})")
+                raise ValueError(f"bad noise spec {spec!r}: {name} takes {len(names)} argument(s): {', '.join(names)}")
+            param = names[i]
+        elif param not in names:
+            raise ValueError(f"bad noise spec {spec!r}: {name} has no parameter {param!r} (it has {', '.join(names)})")
         else:
             named = True
-        if name in given:
-            raise ValueError(f"bad noise spec {spec!r}: {name} given twice")
-        given.add(name)
-        values[name] = _range(value, spec)
-    op = cls(**values)
-    op.check()
-    return op
+        if param in given:
+            raise ValueError(f"bad noise spec {spec!r}: {param} given twice")
+        given.add(param)
+        values[param] = _range(value, spec)
+    for p in kind.params:
+        _check(name, p, values[p.name])
+    return Op(name, tuple((p.name, values[p.name]) for p in kind.params))
 
 
 def _range(text: str, spec: str) -> Range:
@@ -229,10 +157,12 @@ def _number(text: str, spec: str) -> float:
     return float(text)
 
 
-def _check(op, name: str, lo: float, hi: float) -> None:
-    r = getattr(op, name)
+def _check(kind: str, param: Param, r: Range) -> None:
+    lo, hi = param.bounds
     if not (lo <= r[0] <= r[1] <= hi):
-        raise ValueError(f"{op.name} {name} must lie in [{lo:g}, {hi:g}], got {_format_range(r)}")
+        raise ValueError(f"{kind} {param.name} must lie in [{lo:g}, {hi:g}], got {_format_range(r)}")
+    if param.whole and any(v != int(v) for v in r):
+        raise ValueError(f"{kind} {param.name} must be whole numbers, got {_format_range(r)}")
 
 
 def _format_number(v: float) -> str:
@@ -247,33 +177,38 @@ def _format_range(r: Range) -> str:
 
 
 def _format_op(op: Op) -> str:
-    params = fields(op)
-    if len(params) == 1:  # one parameter: positional reads best (gaussian:5-50, jpeg:30-90)
-        return f"{op.name}:{_format_range(getattr(op, params[0].name))}"
-    return f"{op.name}:" + ",".join(f"{f.name}={_format_range(getattr(op, f.name))}" for f in params)
+    if len(op.params) == 1:  # one parameter: positional reads best (gaussian:5-50, jpeg:30-90)
+        return f"{op.kind}:{_format_range(op.params[0][1])}"
+    return f"{op.kind}:" + ",".join(f"{name}={_format_range(r)}" for name, r in op.params)
 
 
-def _defaults_line(kind: str) -> str:
-    return ",".join(f"{k}={_format_range(v)}" for k, v in NOISE_DEFAULTS[kind].items())
+def help_line(kind: NoiseKind) -> str:
+    """`usage  what it makes (default ranges)`, e.g. gaussian[:SIGMA]  additive white ... (default sigma=0-55)."""
+    if len(kind.params) == 1:
+        usage = f"{kind.name}[:{kind.params[0].metavar}]"
+    else:
+        usage = f"{kind.name}[:" + ",".join(f"{p.name}={p.metavar}" for p in kind.params) + "]"
+    defaults = ",".join(f"{p.name}={_format_range(p.default)}" for p in kind.params)
+    return f"{usage}  {kind.help} (default {defaults})"
 
 
-# name -> one help line; feeds --help of `denoiser train` and `denoiser synth`.
-NOISE_KINDS: dict[str, str] = {
-    "gaussian": f"gaussian[:SIGMA]  additive white Gaussian noise (default {_defaults_line('gaussian')})",
-    "poisson-gaussian": ("poisson-gaussian[:shot=S,read=R]  sensor shot noise (variance grows linearly with "
-                         f"intensity) plus read noise; sigmas at full white (default {_defaults_line('poisson-gaussian')})"),
-    "correlated": ("correlated[:sigma=S,scale=PX]  spatially correlated Gaussian noise, as demosaicing leaves "
-                   f"(default {_defaults_line('correlated')})"),
-    "speckle": f"speckle[:SIGMA]  multiplicative noise, SIGMA at full white (default {_defaults_line('speckle')})",
-    "salt-pepper": ("salt-pepper[:AMOUNT]  share of pixels set to black or white "
-                    f"(default {_defaults_line('salt-pepper')})"),
-    "jpeg": f"jpeg[:QUALITY]  JPEG compression artefacts (default {_defaults_line('jpeg')})",
-    "camera": ("camera[:iso=I,sharpen=A,blur=PX,chroma=PX,zoom=Z,quality=Q]  a camera's pipeline: shot + read "
-               "noise in raw at ISO I (log-uniform), demosaicing, white balance, colour matrix, tone curve, "
-               "chroma smoothing, blur, sharpening, resizing, 4:2:0 JPEG "
-               f"(default {_defaults_line('camera')})"),
-    **{name: f"{name}  preset chain: {chain}" for name, chain in NOISE_PRESETS.items()},
-}
+class _HelpLines(Mapping[str, str]):
+    """Name -> help line of every kind, then every preset, read from KINDS and NOISE_PRESETS on each
+    use, so that a kind declared there is listed wherever this is (CLI help, the app's lists)."""
+
+    def __getitem__(self, name: str) -> str:
+        if name in KINDS:
+            return help_line(KINDS[name])
+        return f"{name}  preset chain: {NOISE_PRESETS[name]}"
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([*KINDS, *NOISE_PRESETS])
+
+    def __len__(self) -> int:
+        return len(KINDS) + len(NOISE_PRESETS)
+
+
+NOISE_KINDS: Mapping[str, str] = _HelpLines()
 
 NOISE_SYNTAX = ("Noise spec: KIND[:ARGS], chained with '+' (applied in order), mixed with '|' (one chain "
                 "per sample, optional @WEIGHT); ARGS are ranges LO-HI or single values, sigmas on the 0-255 "
