@@ -55,7 +55,7 @@ class Record:
     @classmethod
     def from_dict(cls: type[R], data: Any, where: str | object = "metadata", prefix: str = "") -> R:
         if not isinstance(data, dict):
-            raise MetadataError(f"{where}: damaged denoiser metadata ({prefix.rstrip('.') or 'it'} is not a JSON object)")
+            raise MetadataError(f"{where}: damaged denoiser metadata (not a JSON object)")
         hints = _hints(cls)
         values: dict[str, Any] = {}
         for f in _fields(cls):
@@ -102,12 +102,11 @@ def _checked(value: Any, hint: Any, name: str, where: object) -> Any:
         if value is None:
             return None
         hint = next(a for a in typing.get_args(hint) if a is not type(None))
-    if isinstance(hint, type) and issubclass(hint, Record):
-        return hint.from_dict(value, where, prefix=name + ".")
-    base = typing.get_origin(hint) or hint
+    nested = isinstance(hint, type) and issubclass(hint, Record)
+    base = dict if nested else typing.get_origin(hint) or hint
     wanted = (int, float) if base is float else (base,)  # JSON writes 2.0 as 2.0 but 2 as 2
     if base is Any or (isinstance(value, wanted) and not (isinstance(value, bool) and base in (int, float))):
-        return value
+        return hint.from_dict(value, where, prefix=name + ".") if nested else value
     shown = repr(value) if len(repr(value)) < 40 else repr(value)[:37] + "..."
     raise MetadataError(f"{where}: damaged denoiser metadata (TypeError: {name!r} should be "
                         f"{getattr(base, '__name__', base)}, is {type(value).__name__} {shown})")
