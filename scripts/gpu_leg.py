@@ -119,19 +119,19 @@ def train_legs(root: Path, out: Path, minutes: float, device: str, batch: int, w
 
 def receive(root: Path, files: Path, runs: Path) -> None:
     """Put what a GPU leg sent back into runs/ and checkpoints/wip/ (their config.json stays)."""
-    from denoiser.core.checkpoint import read_metadata
+    from denoiser.core.checkpoint import read_checkpoint_meta
 
     for name in RUNS:
         weights, metrics = files / f"{name}.safetensors", files / f"{name}.metrics.jsonl"
         if not weights.is_file():
             print(f"{name}: nothing came back ({weights.name} missing)")
             continue
-        meta = read_metadata(weights)
+        meta = read_checkpoint_meta(weights)
         for dst in (runs / f"default-{name}", root / "checkpoints" / "wip" / f"default-{name}"):
             dst.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(weights, dst / "last.safetensors")
             shutil.copyfile(metrics, dst / "metrics.jsonl")
-        print(f"{name}: step {meta['step']}, {meta['pixels_seen'] / 1e9:.2f} G pixels seen")
+        print(f"{name}: step {meta.step}, {meta.pixels_seen / 1e9:.2f} G pixels seen")
 
 
 def main(argv: list[str] | None = None) -> int:

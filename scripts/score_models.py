@@ -30,10 +30,10 @@ HEADER = ("| model | step | G px seen | train h | Set12 σ15 | σ25 | σ50 | SID
 
 def score_row(path: Path, datasets: Path, name: str | None = None) -> str:
     from denoiser.bench.evaluate import evaluate, evaluate_pairs
-    from denoiser.core.checkpoint import read_metadata
+    from denoiser.core.checkpoint import read_checkpoint_meta
     from denoiser.run.inference import Denoiser
 
-    meta = read_metadata(path)
+    meta = read_checkpoint_meta(path)
     dn = Denoiser.load(path, backend="onnxruntime", quality="balanced")  # FP32: stages compare as models, not exports
     set12 = [evaluate(dn, datasets / "Set12", s)["psnr"] for s in SIGMAS]
     sidd = datasets / "SIDD12"
@@ -41,8 +41,8 @@ def score_row(path: Path, datasets: Path, name: str | None = None) -> str:
     per_pair = [r["psnr"] for r in sorted(pairs["per_image"], key=lambda r: r["image"])]
     half = len(per_pair) // 2  # SIDD12: pairs 00-05 choose, 06-11 are held out from the choice
     halves = [f"{sum(h) / len(h):.2f}" if h else "–" for h in (per_pair[:half], per_pair[half:])]
-    px, hours = meta.get("pixels_seen", 0) / 1e9, meta.get("elapsed_s", 0) / 3600
-    return (f"| {name or path.parent.name} | {meta.get('step', '?')} | {px:.2f} | {hours:.2f} | "
+    px, hours = (meta.pixels_seen or 0) / 1e9, (meta.elapsed_s or 0) / 3600
+    return (f"| {name or path.parent.name} | {'?' if meta.step is None else meta.step} | {px:.2f} | {hours:.2f} | "
             + " | ".join([*(f"{v:.2f}" for v in [*set12, pairs["psnr"]]), *halves]) + " |")
 
 

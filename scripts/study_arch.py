@@ -89,15 +89,14 @@ def ms_per_mp(dn) -> float:
 
 def report(names: list[str], datasets: Path, out: Path) -> str:
     from denoiser.bench.evaluate import evaluate, evaluate_pairs
-    from denoiser.core.checkpoint import load_checkpoint, read_metadata
+    from denoiser.core.checkpoint import load_model
     from denoiser.core.nets import count_parameters, macs_per_pixel
     from denoiser.run.inference import Denoiser
 
     rows = []
     for name in names:
         path = out / name / "model.safetensors"
-        meta = read_metadata(path)
-        model, _ = load_checkpoint(path)
+        model, meta = load_model(path)
         dn = Denoiser.load(path, backend="onnxruntime")
         set12 = [evaluate(dn, datasets / "Set12", s)["psnr"] for s in SIGMAS]
         camera = evaluate(dn, datasets / "Set12", 0.0, noise="camera")["psnr"]
@@ -118,8 +117,8 @@ def report(names: list[str], datasets: Path, out: Path) -> str:
     for name, cfg, s12, cam, real, params, macs, ms, meta in rows:
         size = f"w{cfg.width} l{cfg.levels} b{cfg.blocks_per_level} s{cfg.unshuffle}"
         lines.append(f"| {name} | {size} | {s12[0]:.2f} | {s12[1]:.2f} | {s12[2]:.2f} | {cam:.2f} | {real:.2f} | "
-                     f"{params / 1e6:.2f} M | {macs / 1e3:.0f} k | {ms:.0f} | {meta['step']} | "
-                     f"{meta['pixels_seen'] / 1e6:.0f} | {meta['elapsed_s'] / 60:.1f} |")
+                     f"{params / 1e6:.2f} M | {macs / 1e3:.0f} k | {ms:.0f} | {meta.step} | "
+                     f"{meta.pixels_seen / 1e6:.0f} | {meta.elapsed_s / 60:.1f} |")
     return "\n".join(lines) + "\n"
 
 

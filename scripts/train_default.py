@@ -43,7 +43,7 @@ from pathlib import Path
 
 import torch
 
-from denoiser.core.checkpoint import load_checkpoint, save_checkpoint
+from denoiser.core.checkpoint import load_model, save_checkpoint
 from denoiser.core.config import (
     DataConfig,
     ModelConfig,
@@ -166,12 +166,11 @@ def revive_run(run: Path, recipe: RunConfig, probe_crops: int = 48) -> dict[str,
     items = [data.dataset[i] for i in picks]  # clean crops, or (noisy, clean[, is_paired]) for pairs
     clean = torch.stack([item if isinstance(item, torch.Tensor) else item[1] for item in items])
     _, noisy = make_pair(clean, cfg, gen)
-    model, meta = load_checkpoint(snapshot)
+    model, meta = load_model(snapshot)
     before = hidden_channels(model)
     revived = revive(model, noisy, gen)
     shutil.copyfile(snapshot, run / "last.pre-revive.safetensors")
-    keep = {k: v for k, v in meta.items() if k not in ("model", "format", "code_version", "param_groups")}
-    save_checkpoint(snapshot, model, **keep, revived=revived)
+    save_checkpoint(snapshot, model, **meta.carried(), revived=revived)
     cfg_path = run / "config.json"
     saved = json.loads(cfg_path.read_text())
     saved["train"].update(lr=recipe.train.lr, budget_clock=recipe.train.budget_clock)
@@ -250,9 +249,9 @@ def main() -> None:
             raise SystemExit(f"{source} not found: train --model {warm[0]} first, or pass --init")
         init = source
         if warm[1]:  # the trainer keeps the init model's architecture, so convert it first
-            colour, meta = load_checkpoint(source)
+            colour, meta = load_model(source)
             init = save_checkpoint(run / "init-gray.safetensors", gray_from_color(colour),
-                                   converted_from=str(source), metrics=meta.get("metrics"))
+                                   converted_from=str(source), metrics=meta.metrics)
     t0 = time.time()
     leg = parse_duration(args.leg) if args.leg else None
     leg_clock = time.process_time if args.leg_clock == "cpu" else time.time

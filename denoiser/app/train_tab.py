@@ -22,7 +22,7 @@ from denoiser.app.denoise_tab import MAX_PIXELS
 from denoiser.app.messages import user_error
 from denoiser.app.train_data import resolve_source
 from denoiser.app.training_job import TrainingJob
-from denoiser.core.checkpoint import read_metadata
+from denoiser.core.checkpoint import read_checkpoint_meta
 from denoiser.core.config import (
     FINETUNE_LR,
     DataConfig,
@@ -30,7 +30,6 @@ from denoiser.core.config import (
     NoiseConfig,
     RunConfig,
     TrainConfig,
-    from_dict,
 )
 from denoiser.core.data import check_image_sizes
 from denoiser.core.imageio import DEFAULT_MAX_PIXELS
@@ -125,7 +124,7 @@ def _as_trained(cfg: RunConfig, init: str | None) -> RunConfig:
     """The config training will run: fine-tuning keeps the start model's architecture."""
     if not init:
         return cfg
-    model = from_dict(ModelConfig, read_metadata(init)["model"])
+    model = read_checkpoint_meta(init).model_config(init)
     return replace(cfg, model=model, data=replace(cfg.data, channels=model.channels))
 
 

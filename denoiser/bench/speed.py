@@ -224,21 +224,22 @@ def prepare_artifacts(checkpoint: Path, workdir: Path, wanted: list[tuple[str, s
                       check_dir: str | None, tile_side: int, log=print) -> dict:
     """Export (or reuse) the ONNX files and engines the rows need; (backend, precision) -> path or error."""
     from denoiser.core.atomic import file_sha256
-    from denoiser.core.checkpoint import load_checkpoint
+    from denoiser.core.checkpoint import load_model
     from denoiser.core.config import EngineProfile, ExportConfig
-    from denoiser.deploy.export import export_onnx, sidecar_path
+    from denoiser.core.metadata import read_sidecar
+    from denoiser.deploy.export import export_onnx
 
-    model, meta = load_checkpoint(checkpoint)
+    model, meta = load_model(checkpoint)
     sha = file_sha256(checkpoint)
-    source = {"checkpoint": str(checkpoint), "sha256": sha, "metrics": meta.get("metrics")}
+    source = {"checkpoint": str(checkpoint), "sha256": sha, "metrics": meta.metrics}
     out: dict = {}
 
     def onnx(precision: str, target: str) -> Path:
         name = {"fp32": "fp32", "fp16": "fp16"}.get(precision, f"int8-{target}")
         path = workdir / f"{checkpoint.stem}-{name}.onnx"
         try:
-            side = json.loads(sidecar_path(path).read_text())
-            if side.get("source", {}).get("sha256") == sha and side.get("sha256") == file_sha256(path):
+            side = read_sidecar(path)
+            if side.source is not None and side.source.sha256 == sha and side.sha256 == file_sha256(path):
                 return path  # an export of this very checkpoint: reuse it
         except (OSError, ValueError):
             pass

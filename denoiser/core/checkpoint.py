@@ -24,12 +24,13 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from denoiser.core.version import __version__
 from denoiser.core.atomic import atomic_write
-from denoiser.core.config import ModelConfig, from_dict, to_dict
+from denoiser.core.config import ModelConfig, to_dict
+from denoiser.core.metadata import CHECKPOINT_FORMAT, CheckpointMeta
 from denoiser.core.nets import build_model, tensor_shapes
+from denoiser.core.version import __version__
 
-FORMAT = "denoiser-checkpoint-v1"
+FORMAT = CHECKPOINT_FORMAT
 EXTRA_PREFIXES = ("opt.", "ema.", "rng.")  # training state; never part of the model
 # A model to load may take this much: its weights plus one smallest tile's activations. The
 # shipped models take 10 MB; a U-Net of width 256 about 1 GB.
@@ -53,11 +54,19 @@ def save_checkpoint(path: str | Path, model: nn.Module, extra_tensors: dict[str,
     for k, v in (extra_tensors or {}).items():
         assert k.startswith(EXTRA_PREFIXES), k
         tensors[k] = v.detach().cpu().contiguous()
-    header = {"format": FORMAT, "code_version": __version__, "model": to_dict(model.cfg), **meta}
+    # Through the record, so a field of the wrong type fails here, not when the file is read.
+    header = CheckpointMeta.from_dict({"format": FORMAT, "code_version": __version__, "model": to_dict(model.cfg),
+                                       **meta}, path).to_dict()
     return atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={"denoiser": json.dumps(header)}))
 
 
 def read_metadata(path: str | Path) -> dict:
+    """The checkpoint's metadata as the plain JSON object (see `read_checkpoint_meta`)."""
+    return read_checkpoint_meta(path).to_dict()
+
+
+def read_checkpoint_meta(path: str | Path) -> CheckpointMeta:
+    """The checkpoint's metadata, typed; ValueError naming the file for anything else."""
     try:
         with safe_open(str(path), framework="pt") as f:
             raw = (f.metadata() or {}).get("denoiser")
@@ -73,18 +82,14 @@ def read_metadata(path: str | Path) -> dict:
         raise ValueError(f"{path}: damaged denoiser metadata (not a JSON object)")
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path}: unknown checkpoint format {meta.get('format')!r}")
-    return meta
+    return CheckpointMeta.from_dict(meta, path)
 
 
-def model_config(meta: dict, path: str | Path = "checkpoint") -> ModelConfig:
+def model_config(meta: CheckpointMeta | dict, path: str | Path = "checkpoint") -> ModelConfig:
     """The model config in a checkpoint's metadata (`tensor_shapes` checks its sizes)."""
-    raw = meta.get("model")
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: the metadata holds no model config")
-    try:
-        return from_dict(ModelConfig, raw)
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{path}: bad model config in the metadata ({e})") from None
+    if isinstance(meta, dict):
+        meta = CheckpointMeta.from_dict({"format": FORMAT, **meta}, path)
+    return meta.model_config(path)
 
 
 def _header(path: str | Path) -> dict[str, tuple[str, tuple[int, ...]]]:
@@ -94,7 +99,7 @@ def _header(path: str | Path) -> dict[str, tuple[str, tuple[int, ...]]]:
                 if not k.startswith(EXTRA_PREFIXES)}
 
 
-def check_model_file(path: str | Path, meta: dict, max_bytes: float = MAX_MODEL_BYTES) -> ModelConfig:
+def check_model_file(path: str | Path, meta: CheckpointMeta | dict, max_bytes: float = MAX_MODEL_BYTES) -> ModelConfig:
     """The file's model config, once it matches the file's tensors and fits `max_bytes`; else ValueError.
 
     Nothing is built or loaded: the shapes come from a model on the meta device and the header.
@@ -136,9 +141,16 @@ def estimate_model_bytes(cfg: ModelConfig) -> float:
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
                     max_bytes: float = MAX_MODEL_BYTES) -> tuple[nn.Module, dict]:
+    """`load_model` with the metadata as the plain JSON object."""
+    model, meta = load_model(path, device, max_bytes)
+    return model, meta.to_dict()
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu",
+               max_bytes: float = MAX_MODEL_BYTES) -> tuple[nn.Module, CheckpointMeta]:
     """Rebuild the model from the file's own config and load its weights (see the module
     docstring for what is checked first; `max_bytes` bounds the model's estimated memory)."""
-    meta = read_metadata(path)
+    meta = read_checkpoint_meta(path)
     cfg = check_model_file(path, meta, max_bytes)
     tensors = {}
     with safe_open(str(path), framework="pt", device=str(device)) as f:

@@ -23,16 +23,12 @@ from torch import nn
 
 from denoiser.core.version import __version__
 from denoiser.core.atomic import atomic_write, file_sha256
-from denoiser.core.checkpoint import load_checkpoint
+from denoiser.core.checkpoint import load_model
 from denoiser.core.config import ExportConfig, to_dict
+from denoiser.core.metadata import ExportMeta, ExportSidecar, sidecar_path
 
 INPUT_NAME, OUTPUT_NAME = "input", "output"
 PRECISIONS = ("fp32", "fp16", "int8")
-
-
-def sidecar_path(artifact: str | Path) -> Path:
-    artifact = Path(artifact)
-    return artifact.with_name(artifact.name + ".json")
 
 
 def _export_fp32_graph(model: nn.Module, path: Path, cfg: ExportConfig) -> None:
@@ -75,7 +71,7 @@ def export_onnx(model: nn.Module, path: str | Path, cfg: ExportConfig = ExportCo
             fp32 = tmp if cfg.precision == "fp32" else Path(work) / "fp32.onnx"
             if from_fp32 is not None:
                 given = check_against_torch(model, Path(from_fp32), ExportConfig(check_tolerance=cfg.check_tolerance))
-                if read_onnx_metadata(from_fp32).get("precision") != "fp32" or not given["passed"]:
+                if read_export_meta(from_fp32).precision != "fp32" or not given["passed"]:
                     raise ValueError(f"{from_fp32} is not an FP32 export of this model (max abs diff to it "
                                      f"{given['max_abs_diff']:.1e}); export without it")
                 shutil.copyfile(from_fp32, fp32)
@@ -83,13 +79,15 @@ def export_onnx(model: nn.Module, path: str | Path, cfg: ExportConfig = ExportCo
                 _export_fp32_graph(model, fp32, cfg)
             lowering = _lower(model, fp32, tmp, cfg, checks) if cfg.precision != "fp32" else {}
         proto = onnx.load(str(tmp))
-        meta = {"model": to_dict(model.cfg), "alignment": model.alignment, "receptive_field": model.receptive_field,
-                "activation_bytes_per_pixel": model.activation_bytes_per_pixel(), "precision": cfg.precision, "code_version": __version__}
-        if cfg.precision == "int8":
-            meta["int8_target"] = cfg.int8_target
-            meta["int8_weight_bits"] = lowering["weight_bits"]  # 8-bit weights saturate on CPUs without VNNI
-        if cfg.precision != "fp32":  # mixed precision: which layers, and in what
-            meta.update(float_layers=lowering["float_layers"], float_precision=lowering["float_precision"])
+        int8, mixed = cfg.precision == "int8", cfg.precision != "fp32"
+        meta = ExportMeta(model=to_dict(model.cfg), alignment=model.alignment, receptive_field=model.receptive_field,
+                          activation_bytes_per_pixel=model.activation_bytes_per_pixel(), precision=cfg.precision,
+                          code_version=__version__, int8_target=cfg.int8_target if int8 else None,
+                          # 8-bit weights saturate on CPUs without VNNI
+                          int8_weight_bits=lowering["weight_bits"] if int8 else None,
+                          # mixed precision: which layers, and in what
+                          float_layers=lowering["float_layers"] if mixed else None,
+                          float_precision=lowering["float_precision"] if mixed else None).to_dict()
         onnx.helper.set_model_props(proto, {"denoiser": json.dumps(meta)})
         onnx.checker.check_model(proto)
         onnx.save(proto, str(tmp))
@@ -103,6 +101,7 @@ def export_onnx(model: nn.Module, path: str | Path, cfg: ExportConfig = ExportCo
             "ir_version": proto.ir_version, "dynamic_axes": ["batch", "height", "width"],
             "export_seconds": round(time.time() - t0, 2), "check": check, "quality": quality,
             "lowering": lowering, "source": source or {}}
+    ExportSidecar.from_dict(side, sidecar_path(path))  # what a reader will find: checked on the way out
     atomic_write(sidecar_path(path), lambda tmp: tmp.write_text(json.dumps(side, indent=2)))
     if not check["passed"]:
         raise RuntimeError(f"exported ONNX differs from PyTorch by {check['max_abs_diff']:.2e} "
@@ -204,8 +203,8 @@ def check_quality(model: nn.Module, path: Path, cfg: ExportConfig, checks=None) 
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path, cfg: ExportConfig = ExportConfig(),
                       from_fp32: str | Path | None = None) -> dict:
-    model, meta = load_checkpoint(checkpoint)
-    source = {"checkpoint": str(checkpoint), "sha256": file_sha256(checkpoint), "metrics": meta.get("metrics")}
+    model, meta = load_model(checkpoint)
+    source = {"checkpoint": str(checkpoint), "sha256": file_sha256(checkpoint), "metrics": meta.metrics}
     return export_onnx(model, out, cfg, source=source, from_fp32=from_fp32)
 
 
@@ -228,3 +227,8 @@ def read_onnx_metadata(path: str | Path) -> dict:
     if not isinstance(meta, dict):
         raise ValueError(f"{path}: damaged denoiser metadata in the ONNX file (not a JSON object)")
     return meta
+
+
+def read_export_meta(path: str | Path) -> ExportMeta:
+    """`read_onnx_metadata`, typed: also MetadataError (a ValueError) for a missing or mistyped field."""
+    return ExportMeta.from_dict(read_onnx_metadata(path), path)

@@ -22,9 +22,15 @@ from typing import Any, Sequence
 
 from denoiser.core.atomic import atomic_write, file_sha256
 from denoiser.core.config import EngineProfile
+from denoiser.core.metadata import (
+    ENGINE_FORMAT,
+    EngineSidecar,
+    ExportSidecar,
+    MetadataError,
+    read_sidecar,
+)
 from denoiser.deploy.export import INPUT_NAME, sidecar_path
 
-ENGINE_FORMAT = "denoiser-engine-v1"
 log = logging.getLogger(__name__)
 REBUILD_HINT = "rebuild it with `denoiser export MODEL --engine OUT.engine`"
 
@@ -92,11 +98,13 @@ def _compute_capabilities(trt: Any, flavour: str, wanted: Sequence[str] | None) 
     return out
 
 
-def _onnx_side(onnx_path: Path, onnx_sha: str) -> dict:
+def _onnx_side(onnx_path: Path, onnx_sha: str) -> ExportSidecar | None:
     """The ONNX file's sidecar, if there is one and it describes this very file (same sha256)."""
-    side = sidecar_path(onnx_path)
-    data = json.loads(side.read_text()) if side.exists() else {}
-    return data if data.get("sha256", onnx_sha) == onnx_sha else {}
+    try:
+        side = read_sidecar(onnx_path, ExportSidecar)
+    except (OSError, MetadataError):  # none, or not one of ours: the engine just learns less
+        return None
+    return side if side.sha256 in (None, onnx_sha) else None
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -165,7 +173,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, profile: Engine
         "bytes": engine_path.stat().st_size,
         "flavour": flavour,
         "tensorrt_version": trt.__version__,
-        "precision": onnx_side.get("precision", "unknown"),
+        "precision": (onnx_side.precision if onnx_side else None) or "unknown",
         "profile": dataclasses.asdict(profile),
         "channels": int(channels),
         "workspace_mb": int(workspace_mb),
@@ -177,20 +185,26 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, profile: Engine
     }
     # Carry the model description along, so an engine can be loaded without its ONNX file,
     # and where it came from, so a stale engine's error can say how to rebuild it.
-    side.update({k: onnx_side[k] for k in ("model", "alignment", "receptive_field", "activation_bytes_per_pixel",
+    carried = onnx_side.to_dict() if onnx_side else {}
+    side.update({k: carried[k] for k in ("model", "alignment", "receptive_field", "activation_bytes_per_pixel",
                                            "int8_target", "float_layers", "float_precision", "source")
-                 if k in onnx_side})
+                 if k in carried})
     text = json.dumps(side, indent=2)
     _atomic_write(sidecar_path(engine_path), text.encode())
     return json.loads(text)  # exactly what a later read of the sidecar gives (lists, not tuples)
 
 
 def read_engine_sidecar(engine_path: str | Path) -> dict:
+    """`read_engine_meta` as the plain JSON object."""
+    return read_engine_meta(engine_path).to_dict()
+
+
+def read_engine_meta(engine_path: str | Path) -> EngineSidecar:
     side = sidecar_path(engine_path)
     if not side.exists():
         raise RuntimeError(f"{engine_path}: no sidecar {side.name}, so its TensorRT version and GPU are "
                            f"unknown; {REBUILD_HINT}")
-    return json.loads(side.read_text())
+    return read_sidecar(engine_path, EngineSidecar)
 
 
 def check_engine_compatible(engine_path: str | Path) -> None:
@@ -198,22 +212,22 @@ def check_engine_compatible(engine_path: str | Path) -> None:
     engine_path = Path(engine_path)
     if not engine_path.is_file():
         raise FileNotFoundError(f"engine not found: {engine_path}")
-    side = read_engine_sidecar(engine_path)
+    side = read_engine_meta(engine_path)
     trt, flavour = import_tensorrt()
     problems = []
-    if side.get("bytes") not in (None, engine_path.stat().st_size):
+    if side.bytes not in (None, engine_path.stat().st_size):
         problems.append("the sidecar describes a different file (size differs)")
-    if side.get("flavour") != flavour:
-        problems.append(f"built with {side.get('flavour')}, but {flavour} is installed")
-    elif side.get("tensorrt_version") != trt.__version__:
-        problems.append(f"built with {flavour} {side.get('tensorrt_version')}, but {trt.__version__} "
+    if side.flavour != flavour:
+        problems.append(f"built with {side.flavour}, but {flavour} is installed")
+    elif side.tensorrt_version != trt.__version__:
+        problems.append(f"built with {flavour} {side.tensorrt_version}, but {trt.__version__} "
                         "is installed")
     if flavour == "tensorrt" and not problems:
         gpu = _gpu_name()  # regular TensorRT engines only run on the GPU model they were built on
         if gpu is None:
             problems.append("no CUDA GPU is available to run it")
-        elif side.get("gpu") != gpu:
-            problems.append(f"built for GPU {side.get('gpu')!r}, but this one is {gpu!r}")
+        elif side.gpu != gpu:
+            problems.append(f"built for GPU {side.gpu!r}, but this one is {gpu!r}")
     if flavour == "tensorrt-rtx" and not problems and _gpu_name() is not None:
         # TensorRT-RTX (1.1+) reads just the engine header and says if this GPU/driver can run it.
         runtime = trt.Runtime(_make_logger(trt))
@@ -224,7 +238,7 @@ def check_engine_compatible(engine_path: str | Path) -> None:
             if validity == trt.EngineValidity.INVALID:
                 why = [k for k, v in trt.EngineInvalidityDiagnostics.__members__.items() if int(flags) & int(v)]
                 problems.append(f"TensorRT-RTX says it cannot run on this GPU/driver ({', '.join(why) or flags}; "
-                                f"built for {side.get('compute_capabilities') or 'its default targets'})")
+                                f"built for {side.compute_capabilities or 'its default targets'})")
     if problems:
         raise RuntimeError(f"engine {engine_path} cannot be used here: {'; '.join(problems)}. "
                            f"Rebuild it here: `{rebuild_command(engine_path, side)}`"
@@ -232,42 +246,43 @@ def check_engine_compatible(engine_path: str | Path) -> None:
                               " (or, in Python, denoiser.deploy.tensorrt.rebuild_engine(path) from the ONNX file beside it)"))
 
 
-def rebuild_command(engine_path: str | Path, side: dict) -> str:
+def rebuild_command(engine_path: str | Path, side: EngineSidecar | dict) -> str:
     """The `denoiser export` command line that rebuilds this engine with its own settings."""
     engine_path = Path(engine_path)
-    profile = EngineProfile.from_dict(side["profile"]) if "profile" in side else EngineProfile()
-    onnx_file = engine_path.with_name(side.get("onnx", {}).get("file") or engine_path.stem + ".onnx")
-    precision = side.get("precision") if side.get("precision") in ("fp32", "fp16", "int8") else "fp32"
+    side = EngineSidecar.from_dict(side, sidecar_path(engine_path)) if isinstance(side, dict) else side
+    profile = side.engine_profile()
+    onnx_file = engine_path.with_name((side.onnx and side.onnx.file) or engine_path.stem + ".onnx")
+    precision = side.precision if side.precision in ("fp32", "fp16", "int8") else "fp32"
     hw = lambda t: f"{t[0]}x{t[1]}"  # noqa: E731
-    parts = ["denoiser export", str(side.get("source", {}).get("checkpoint") or "MODEL.safetensors"),
+    parts = ["denoiser export", str((side.source and side.source.checkpoint) or "MODEL.safetensors"),
              f"--precision {precision}", f"-o {onnx_file}", f"--engine {engine_path}",
              f"--min-hw {hw(profile.min_hw)} --opt-hw {hw(profile.opt_hw)} --max-hw {hw(profile.max_hw)}",
              f"--min-batch {profile.min_batch} --opt-batch {profile.opt_batch} --max-batch {profile.max_batch}",
-             f"--workspace-mb {side.get('workspace_mb', 1024)}"]
-    if side.get("compute_capabilities"):
-        parts.append(f"--compute-capabilities {','.join(side['compute_capabilities'])}")
+             f"--workspace-mb {side.workspace_mb or 1024}"]
+    if side.compute_capabilities:
+        parts.append(f"--compute-capabilities {','.join(side.compute_capabilities)}")
     return " ".join(parts)
 
 
-def _beside_onnx(engine_path: Path, side: dict) -> Path | None:
+def _beside_onnx(engine_path: Path, side: EngineSidecar) -> Path | None:
     """The ONNX file the engine was built from, if it sits beside it unchanged."""
-    onnx = side.get("onnx") or {}
-    path = Path(engine_path).with_name(onnx.get("file") or "")
-    return path if onnx.get("file") and path.is_file() and file_sha256(path) == onnx.get("sha256") else None
+    if side.onnx is None or not side.onnx.file:
+        return None
+    path = Path(engine_path).with_name(side.onnx.file)
+    return path if path.is_file() and file_sha256(path) == side.onnx.sha256 else None
 
 
 def rebuild_engine(engine_path: str | Path) -> dict:
     """Rebuild a stale engine from the ONNX file beside it, with the settings it was built with."""
     engine_path = Path(engine_path)
-    side = read_engine_sidecar(engine_path)
+    side = read_engine_meta(engine_path)
     onnx_path = _beside_onnx(engine_path, side)
     if onnx_path is None:
-        raise RuntimeError(f"cannot rebuild {engine_path}: its ONNX file {side.get('onnx', {}).get('file')!r} is not "
+        raise RuntimeError(f"cannot rebuild {engine_path}: its ONNX file {side.onnx and side.onnx.file!r} is not "
                            f"beside it (or was changed); run `{rebuild_command(engine_path, side)}`")
     trt, flavour = import_tensorrt()
-    targets = side.get("compute_capabilities") if flavour == "tensorrt-rtx" else None
-    return build_engine(onnx_path, engine_path, EngineProfile.from_dict(side["profile"]),
-                        side.get("workspace_mb", 1024), targets or None)
+    targets = side.compute_capabilities if flavour == "tensorrt-rtx" else None
+    return build_engine(onnx_path, engine_path, side.engine_profile(), side.workspace_mb or 1024, targets or None)
 
 
 def fit_tile(tile: int, margin: int, alignment: int, profile: EngineProfile) -> int:

@@ -14,7 +14,6 @@ Memory: images are cut into tiles whose size comes from `memory_mb` (see tiling.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
@@ -26,6 +25,7 @@ from typing import Any, Callable
 import numpy as np
 
 from denoiser.core.imageio import from_pil, to_pil
+from denoiser.core.metadata import ExportMeta, read_sidecar
 from denoiser.core.paths import CHECKPOINTS_DIR
 from denoiser.deploy.backends import OnnxRuntimeBackend, TensorRTBackend, TorchBackend
 from denoiser.run.tiling import denoise_tiled, plan_tiles
@@ -161,20 +161,20 @@ class Denoiser:
         if suffix == ".engine":
             if backend not in ("auto", "tensorrt"):
                 raise ValueError("a TensorRT engine runs only on the tensorrt backend")
-            from denoiser.deploy.tensorrt import read_engine_sidecar
+            from denoiser.deploy.tensorrt import read_engine_meta
 
-            side = read_engine_sidecar(path)  # export copies the model config into it
-            if "model" not in side:
+            side = read_engine_meta(path)  # export copies the model config into it
+            if side.model is None:
                 raise ValueError(f"{path}: engine sidecar lacks the model config; rebuild with `denoiser export`")
-            info = _info(path, "engine", side, side.get("precision", "unknown"))
+            info = _info(path, "engine", side.to_dict(), side.precision or "unknown")
             return cls(TensorRTBackend(path, info.precision), info, **sized)
         if suffix == ".onnx":
-            from denoiser.deploy.export import read_onnx_metadata
+            from denoiser.deploy.export import read_export_meta
 
-            meta = read_onnx_metadata(path)
+            meta = read_export_meta(path)
             if backend not in ("auto", "onnxruntime"):
                 raise ValueError(f"an ONNX file runs on the onnxruntime backend, not {backend!r}")
-            info = _info(path, "onnx", meta, meta.get("precision", "fp32"))
+            info = _info(path, "onnx", meta, meta.precision or "fp32")
             return cls(OnnxRuntimeBackend(path, info.precision, threads), info, **sized)
         if suffix != ".safetensors":
             raise ValueError(f"{path}: expected a .safetensors checkpoint, an .onnx file or an .engine")
@@ -369,27 +369,29 @@ def _checked(run: Callable[[np.ndarray], np.ndarray], name: str) -> Callable[[np
     return checked
 
 
-def _bounded_int(meta: dict, key: str, lo: int, hi: int) -> int:
-    value = meta[key]
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+def _bounded_int(value: int, key: str, lo: int, hi: int) -> int:
+    if not lo <= value <= hi:
         raise ValueError(f"{key} {value!r} is not an integer in {lo}..{hi}")
     return value
 
 
-def _info(path: Path, kind: str, meta: dict, precision: str) -> ModelInfo:
-    """ModelInfo from an export's metadata, each field checked: the file may come from anyone."""
+def _info(path: Path, kind: str, meta: ExportMeta | dict, precision: str) -> ModelInfo:
+    """ModelInfo from an export's metadata (or a sidecar holding it), each field checked: the
+    file may come from anyone. The record checks the fields' types, this their ranges."""
     from denoiser.core.config import ModelConfig, check_model_sizes, from_dict
 
+    meta = meta if isinstance(meta, ExportMeta) else ExportMeta.from_dict(meta, path)
     try:  # sizes only: running an export needs no architecture code (nor torch)
-        check_model_sizes(from_dict(ModelConfig, meta["model"]))
-        alignment = _bounded_int(meta, "alignment", 1, 1 << 16)
-        margin = _bounded_int(meta, "receptive_field", 0, 1 << 20)
-        per_pixel = meta.get("activation_bytes_per_pixel", 1.0)
-        if isinstance(per_pixel, bool) or not isinstance(per_pixel, (int, float)) or not 0 < per_pixel < 1 << 30:
+        cfg = from_dict(ModelConfig, meta.model)
+        check_model_sizes(cfg)
+        alignment = _bounded_int(meta.alignment, "alignment", 1, 1 << 16)
+        margin = _bounded_int(meta.receptive_field, "receptive_field", 0, 1 << 20)
+        per_pixel = 1.0 if meta.activation_bytes_per_pixel is None else meta.activation_bytes_per_pixel
+        if not 0 < per_pixel < 1 << 30:
             raise ValueError(f"activation_bytes_per_pixel {per_pixel!r} is out of range")
-    except (KeyError, TypeError, ValueError) as e:
+    except (TypeError, ValueError) as e:
         raise ValueError(f"{path}: damaged denoiser metadata ({type(e).__name__}: {e})") from None
-    return ModelInfo(str(path), kind, meta["model"]["channels"], alignment, margin, precision, meta)
+    return ModelInfo(str(path), kind, cfg.channels, alignment, margin, precision, meta.to_dict())
 
 
 def onnx_for_checkpoint(path: Path, model: Any = None) -> Path:
@@ -423,9 +425,8 @@ def onnx_for_checkpoint(path: Path, model: Any = None) -> Path:
 
 def _exported_from(onnx_path: Path, checkpoint_sha: str) -> bool:
     try:
-        side = json.loads(Path(str(onnx_path) + ".json").read_text())
+        side = read_sidecar(onnx_path)
     except (OSError, ValueError):
         return False
-    return (onnx_path.is_file() and side.get("source", {}).get("sha256") == checkpoint_sha
-            and side.get("check", {}).get("passed", False)
-            and side.get("precision", "fp32") == "fp32")  # an FP16/INT8 file must not pass as fp32
+    return (onnx_path.is_file() and side.source is not None and side.source.sha256 == checkpoint_sha
+            and side.passed and (side.precision or "fp32") == "fp32")  # an FP16/INT8 file must not pass as fp32

@@ -19,12 +19,14 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from denoiser.core.atomic import file_sha256
+from denoiser.core.metadata import ExportSidecar, read_sidecar, sidecar_path
 
 QUALITIES = ("fast", "balanced", "high")
 AUTO_INT8_MAX_LOSS_DB = 0.1  # what the automatic choice of INT8 may cost on the export's check images
@@ -179,14 +181,14 @@ def int8_for_checkpoint(path: Path, model: Any = None, fp32_onnx: Path | None = 
     from denoiser.core.checkpoint import load_checkpoint
     from denoiser.core.config import ExportConfig
     from denoiser.deploy.cpu_features import int8_weight_bits
-    from denoiser.deploy.export import export_onnx, sidecar_path
+    from denoiser.deploy.export import export_onnx
     from denoiser.run.inference import onnx_for_checkpoint
 
     sha = file_sha256(path)
     target = int8_cache_path(sha)
-    side = _read_json(sidecar_path(target))
+    side = _read_side(target)
     if _int8_ready(target, side, sha):
-        return target, side
+        return target, side.to_dict()
     if model is None:
         model = load_checkpoint(path)[0]
     fp32_onnx = fp32_onnx or onnx_for_checkpoint(path, model)
@@ -200,30 +202,28 @@ def int8_for_checkpoint(path: Path, model: Any = None, fp32_onnx: Path | None = 
         except RuntimeError:  # over its budget: the file and the sidecar with the numbers are there
             if not sidecar_path(tmp_onnx).is_file():
                 raise
-        side = _read_json(sidecar_path(tmp_onnx))
         from denoiser.deploy.backends import OnnxRuntimeBackend
 
-        side["reach"] = measure_reach(OnnxRuntimeBackend(tmp_onnx, "int8"), model.cfg.channels, model.alignment,
-                                      model.receptive_field)
+        reach = measure_reach(OnnxRuntimeBackend(tmp_onnx, "int8"), model.cfg.channels, model.alignment,
+                              model.receptive_field)
+        side = replace(read_sidecar(tmp_onnx), reach=reach).to_dict()
         sidecar_path(tmp_onnx).write_text(json.dumps(side, indent=2))
         os.replace(tmp_onnx, target)
         os.replace(sidecar_path(tmp_onnx), sidecar_path(target))
     return target, side
 
 
-def _sidecar(onnx_path: Path) -> Path:
-    return onnx_path.with_name(onnx_path.name + ".json")  # as export.sidecar_path (export imports torch)
+def _int8_ready(path: Path, side: ExportSidecar | None, sha: str) -> bool:
+    return (path.is_file() and side is not None and side.source is not None and side.source.sha256 == sha
+            and side.reach is not None)
 
 
-def _int8_ready(path: Path, side: dict, sha: str) -> bool:
-    return path.is_file() and side.get("source", {}).get("sha256") == sha and "reach" in side
-
-
-def _read_json(path: Path) -> dict:
+def _read_side(onnx_path: Path) -> ExportSidecar | None:
+    """The export's sidecar; None where there is none or it is damaged (then it is exported again)."""
     try:
-        return json.loads(path.read_text())
+        return read_sidecar(onnx_path)
     except (OSError, ValueError):
-        return {}
+        return None
 
 
 Choice = tuple[Path, str, "int | None", str, dict]  # (ONNX file, precision, margin or None, note, its metadata)
@@ -233,14 +233,13 @@ def cpu_choice(path: Path, model: Any, quality: str | None) -> Choice:
     """For a checkpoint on ONNX Runtime's CPU: (ONNX file, precision, tile margin or None for
     the receptive field, a note saying what was chosen and why, the file's metadata);
     exports what is missing."""
-    from denoiser.deploy.export import sidecar_path
     from denoiser.run.inference import onnx_for_checkpoint
 
     fp32 = onnx_for_checkpoint(path, model)
     if quality in ("balanced", "high"):
-        return _decide(fp32, _read_json(sidecar_path(fp32)), None, {}, quality)
+        return _decide(fp32, _read_side(fp32), None, None, quality)
     int8, side = int8_for_checkpoint(path, model, fp32)
-    return _decide(fp32, _read_json(sidecar_path(fp32)), int8, side, quality)
+    return _decide(fp32, _read_side(fp32), int8, ExportSidecar.from_dict(side, sidecar_path(int8)), quality)
 
 
 def cached_cpu_choice(path: Path, quality: str | None) -> Choice | None:
@@ -254,21 +253,24 @@ def cached_cpu_choice(path: Path, quality: str | None) -> Choice | None:
     if fp32 is None:
         return None
     if quality in ("balanced", "high"):
-        return _decide(fp32, _read_json(_sidecar(fp32)), None, {}, quality)
+        return _decide(fp32, _read_side(fp32), None, None, quality)
     int8 = int8_cache_path(sha)
-    side = _read_json(_sidecar(int8))
-    return _decide(fp32, _read_json(_sidecar(fp32)), int8, side, quality) if _int8_ready(int8, side, sha) else None
+    side = _read_side(int8)
+    return _decide(fp32, _read_side(fp32), int8, side, quality) if _int8_ready(int8, side, sha) else None
 
 
-def _decide(fp32: Path, fp32_side: dict, int8: Path | None, side: dict, quality: str | None) -> Choice:
-    if int8 is None:
-        return fp32, "fp32", None, f"ONNX export {fp32.name}", fp32_side
-    q = side.get("quality", {})
-    loss = f"{q.get('loss_db', float('nan')):.3f} dB below FP32 on {q.get('images', 'its check images')}"
+def _decide(fp32: Path, fp32_side: ExportSidecar | None, int8: Path | None, side: ExportSidecar | None,
+            quality: str | None) -> Choice:
+    fp32_meta = fp32_side.to_dict() if fp32_side else {}
+    if int8 is None or side is None:
+        return fp32, "fp32", None, f"ONNX export {fp32.name}", fp32_meta
+    q = side.quality
+    loss_db = q.loss_db if q and q.loss_db is not None else None
+    loss = f"{float('nan') if loss_db is None else loss_db:.3f} dB below FP32 on {(q and q.images) or 'its check images'}"
     if quality == "fast":
-        return int8, "int8", side["reach"], f"INT8 export {int8.name} ({loss}); margins {side['reach']} px", side
-    if q.get("loss_db", float("inf")) <= AUTO_INT8_MAX_LOSS_DB and side.get("check", {}).get("passed"):
+        return int8, "int8", side.reach, f"INT8 export {int8.name} ({loss}); margins {side.reach} px", side.to_dict()
+    if loss_db is not None and loss_db <= AUTO_INT8_MAX_LOSS_DB and side.passed:
         return int8, "int8", None, (f"INT8 export {int8.name}: its check passed ({loss}, at most "
-                                    f"{AUTO_INT8_MAX_LOSS_DB} dB allowed)"), side
+                                    f"{AUTO_INT8_MAX_LOSS_DB} dB allowed)"), side.to_dict()
     return fp32, "fp32", None, (f"ONNX export {fp32.name} in FP32: the INT8 export's check failed ({loss}, at "
-                                f"most {AUTO_INT8_MAX_LOSS_DB} dB allowed)"), fp32_side
+                                f"most {AUTO_INT8_MAX_LOSS_DB} dB allowed)"), fp32_meta
