@@ -24,10 +24,9 @@ from torch import nn
 from denoiser.core.version import __version__
 from denoiser.core.atomic import atomic_write, file_sha256
 from denoiser.core.checkpoint import load_checkpoint
-from denoiser.core.config import ExportConfig, to_dict
+from denoiser.core.config import PRECISIONS, ExportConfig, to_dict
 
 INPUT_NAME, OUTPUT_NAME = "input", "output"
-PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def sidecar_path(artifact: str | Path) -> Path:
