@@ -1,4 +1,4 @@
-"""ONNX export that checks itself: FP32, FP16 or INT8 (the precision ladder of DESIGN.md).
+"""ONNX export that checks itself: FP32, FP16 or INT8 (the precision ladder in docs/ARCHITECTURE.md).
 
 The graph has dynamic batch, height and width, and carries the model config and its
 precision in its metadata (key "denoiser"), so `Denoiser.load(model.onnx)` needs no flags.
