@@ -10,7 +10,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from denoiser.cli import bench, denoise, estimate_noise, evaluate, export, synth, train
+# each by its own name: `from denoiser.cli import ...` would go through the package, which imports this
+import denoiser.cli.bench as bench
+import denoiser.cli.denoise as denoise
+import denoiser.cli.estimate_noise as estimate_noise
+import denoiser.cli.evaluate as evaluate
+import denoiser.cli.export as export
+import denoiser.cli.synth as synth
+import denoiser.cli.train as train
 
 EXAMPLES = """examples:
   denoiser denoise photos/ -o clean/                 denoise a folder with the default model
