@@ -10,10 +10,10 @@ Three tables, each with PSNR, SSIM and seconds per megapixel (this machine) per 
   name, denoiser.core.data.split_holdout: never trained on), same sigmas;
 - sidd12: SIDD12, real smartphone noise (noisy/clean pairs, no synthetic noise).
 
-Synthetic noise follows the protocol loop (denoiser.bench.evaluate.evaluate_fn, DESIGN.md: 8-bit
-clipped noisy input with a fixed seed per image, 8-bit output); real pairs go through
-evaluate_pairs_fn, as `denoiser eval --pairs` does. The methods (peers: scripts/peers.py,
-from the `bench` extra; a peer whose package is missing is skipped):
+Synthetic noise follows the protocol loop (denoiser.bench.evaluate.evaluate_fn; the benchmark
+protocol of docs/ARCHITECTURE.md: 8-bit clipped noisy input with a fixed seed per image, 8-bit
+output); real pairs go through evaluate_pairs_fn, as `denoiser eval --pairs` does. The methods
+(peers: scripts/peers.py, from the `bench` extra; a peer whose package is missing is skipped):
 
 - ours (default: the shipped gray and colour models), blind, through the default backend;
 - OpenCV NLM: its h tuned per sigma on training images (Train400 for Set12, CBSD432's
@@ -225,8 +225,8 @@ def notes(name: str, results: dict, meta: dict, levels: list) -> list[str]:
         out += [s + "." for s in said]
     else:
         what = "Set12" if name == "set12" else "The CBSD432 photos every training recipe holds out, in colour"
-        out.append(f"{what} ({first['images']} images), DESIGN.md protocol (8-bit clipped noisy input, "
-                   f"seed = image index), {run}")
+        out.append(f"{what} ({first['images']} images), the benchmark protocol of docs/ARCHITECTURE.md "
+                   f"(8-bit clipped noisy input, seed = image index), {run}")
         if BM3D in results:
             out.append("In brackets: dB above (+) or below (-) BM3D run here on the same noisy images.")
         told = [p for p in (NLM, BM3D, FFDNET) if p in results]
@@ -311,7 +311,7 @@ def inputs(args: argparse.Namespace) -> dict[str, tuple]:
 
 def main() -> int:
     args = parse_args()
-    from denoiser.bench.speed import machine
+    from denoiser.bench.rows import machine
     from denoiser.run.inference import Denoiser
 
     data = inputs(args)

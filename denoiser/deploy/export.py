@@ -1,4 +1,4 @@
-"""ONNX export that checks itself: FP32, FP16 or INT8 (the precision ladder of DESIGN.md).
+"""ONNX export that checks itself: FP32, FP16 or INT8 (the precision ladder in docs/ARCHITECTURE.md).
 
 The graph has dynamic batch, height and width, and carries the model config and its
 precision in its metadata (key "denoiser"), so `Denoiser.load(model.onnx)` needs no flags.
@@ -21,14 +21,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from denoiser.core.version import __version__
 from denoiser.core.atomic import atomic_write, file_sha256
 from denoiser.core.checkpoint import load_model
-from denoiser.core.config import ExportConfig, to_dict
+from denoiser.core.config import PRECISIONS, ExportConfig, to_dict
 from denoiser.core.metadata import ExportMeta, ExportSidecar, sidecar_path
+from denoiser.core.version import __version__
 
 INPUT_NAME, OUTPUT_NAME = "input", "output"
-PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def _export_fp32_graph(model: nn.Module, path: Path, cfg: ExportConfig) -> None:

@@ -1,8 +1,8 @@
 """Measure a rung of the precision ladder on real images, under the benchmark protocol.
 
 Every export (FP32, FP16, INT8) is run on a held-out set of clean images made noisy as
-DESIGN.md's protocol says (`clip(round(clean + N(0, sigma)), 0, 255)`, a fixed seed per
-image), and scored twice: PSNR of its 8-bit output against the clean image (what a user
+the benchmark protocol (docs/ARCHITECTURE.md) says (`clip(round(clean + N(0, sigma)), 0, 255)`,
+a fixed seed per image), and scored twice: PSNR of its 8-bit output against the clean image (what a user
 sees), and PSNR of its float output against the FP32 PyTorch model's (how far the rung
 drifted). This module also supplies the image sets: the held-out check set (the product's
 sample images by default) and the calibration set for INT8, kept disjoint from it.

@@ -33,16 +33,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from denoiser.core.config import CALIBRATION_METHODS, INT8_TARGETS
 from denoiser.core.noise.ops import protocol_noisy_uint8
 from denoiser.deploy.quiet import third_party_quiet
 
 FP16_OPS = ("Conv", "ConvTranspose", "Relu", "Concat")
 QUANT_OPS = ("Conv", "ConvTranspose")
-INT8_TARGETS = {
-    "tensorrt": "int8 symmetric activations (zero points 0), float biases: for TensorRT engines",
-    "cpu": "uint8 activations with zero points, int32 biases: fastest on ONNX Runtime CPU; not for TensorRT",
-}
-CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
 
 
 def _float_tensors(model) -> set[str]:

@@ -6,10 +6,7 @@ import math
 
 import torch
 
-from denoiser.core.config import TrainConfig
-
-SOLVERS = ("adamw", "adam", "sgd")
-SCHEDULES = ("cosine", "constant", "step", "onecycle")
+from denoiser.core.config import SCHEDULES, SOLVERS, TrainConfig
 
 
 def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:

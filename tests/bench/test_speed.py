@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from denoiser.bench.speed import machine
+from denoiser.bench.rows import machine
 from denoiser.cli.main import main
 from denoiser.deploy.export import sidecar_path
 

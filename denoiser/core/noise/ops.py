@@ -184,7 +184,7 @@ def synthesize(clean: torch.Tensor, cfg: NoiseConfig, generator: torch.Generator
 
 
 def protocol_noisy_uint8(clean_u8, sigma: float, seed: int):
-    """DESIGN.md benchmark protocol: clip(round(clean + N(0, sigma)), 0, 255) as uint8.
+    """The benchmark protocol (docs/ARCHITECTURE.md): clip(round(clean + N(0, sigma)), 0, 255) as uint8.
 
     numpy in, numpy out, so that evaluation does not depend on torch's RNG stream.
     """
