@@ -21,10 +21,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from denoiser.core.version import __version__
 from denoiser.core.atomic import atomic_write_pair, file_sha256, sidecar_path
 from denoiser.core.checkpoint import load_checkpoint
 from denoiser.core.config import ExportConfig, to_dict
+from denoiser.core.version import __version__
 
 INPUT_NAME, OUTPUT_NAME = "input", "output"
 PRECISIONS = ("fp32", "fp16", "int8")
