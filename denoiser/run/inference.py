@@ -203,7 +203,7 @@ class Denoiser:
                 onnx_path, precision, margin, note, _ = cpu_choice(path, model, quality)
                 return cls(OnnxRuntimeBackend(onnx_path, precision, threads), info, **sized, note=note, margin=margin)
             except Exception as e:  # export needs onnx + onnxscript; PyTorch still works without them
-                if order[1:] != ("torch",):
+                if len(order) == 1:  # onnxruntime asked for by name: nothing to fall back on
                     raise RuntimeError(f"could not export {path} to ONNX: {e}") from e
                 note = f"ONNX export failed ({type(e).__name__}: {e}); using PyTorch"
                 print(f"denoiser: {note}", file=sys.stderr)
