@@ -85,7 +85,7 @@ def main() -> int:
         work = Path(tmp)
         model = model_path(args.model, work)
         if args.backend in ("auto", "onnxruntime") and model.suffix == ".safetensors":
-            from denoiser.run.inference import onnx_for_checkpoint
+            from denoiser.run.export_cache import onnx_for_checkpoint
 
             onnx_for_checkpoint(model)  # the one-off export is not what we measure
         photo = work / "photo.jpg"

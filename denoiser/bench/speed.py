@@ -11,7 +11,6 @@ engines. Ratios are against PyTorch eager FP32 on the same device, measured in t
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from pathlib import Path

@@ -12,7 +12,6 @@ Pillow does the work, except for 16-bit colour/alpha PNG and TIFF, which it woul
 
 from __future__ import annotations
 
-import os
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image, ImageOps
 
-from denoiser.core.atomic import temp_beside
+from denoiser.core.atomic import atomic_write
 from denoiser.core.imageio16 import (
     EXIF_HEADER,
     decode_deep,
@@ -309,30 +308,12 @@ def write_image(path: str | Path, arr: np.ndarray, info: ImageInfo = ImageInfo()
 
 
 def _atomic_write(path: Path, write: Callable, exist_ok: bool) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_beside(path)  # hidden, cannot clash, the user's file mode (not mkstemp's 0600)
-    try:
+    def fill(tmp: Path) -> None:
         with open(tmp, "wb") as f:
             write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        if exist_ok:
-            os.replace(tmp, path)
-        else:
-            _link_no_clobber(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
-
-def _link_no_clobber(tmp: Path, path: Path) -> None:
-    try:
-        os.link(tmp, path)  # atomic and fails if the name exists
-    except FileExistsError:
-        raise
-    except OSError:  # a file system without hard links: a check, then the rename
-        if path.exists():
-            raise FileExistsError(f"{path} exists") from None
-        os.replace(tmp, path)
+    # hidden temp file, the user's file mode (not mkstemp's 0600), on the disk before it is named
+    atomic_write(path, fill, replace=exist_ok, fsync=True)
 
 
 def is_partial_output(path: Path) -> bool:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from denoiser.core.atomic import sidecar_path
 from denoiser.core.config import EngineProfile, ModelConfig, from_dict
 
 CHECKPOINT_FORMAT = "denoiser-checkpoint-v1"
@@ -273,12 +274,6 @@ class EngineSidecar(Record):
 
 
 # ---- sidecar files -----------------------------------------------------------------------
-
-def sidecar_path(artifact: str | Path) -> Path:
-    """`OUT.onnx.json` beside `OUT.onnx`, `OUT.engine.json` beside `OUT.engine`."""
-    artifact = Path(artifact)
-    return artifact.with_name(artifact.name + ".json")
-
 
 def read_sidecar(artifact: str | Path, cls: type[R] = ExportSidecar) -> R:  # type: ignore[assignment]
     """The sidecar of `artifact` as a `cls` record: OSError if there is none, ValueError

@@ -4,11 +4,18 @@ PyTorch (CPU or CUDA), ONNX Runtime (CPU; CUDA/TensorRT providers where installe
 TensorRT engines. Each backend names itself and its precision so the UI and reports can say
 what actually ran. Heavy imports happen in the constructors (torch too: a CPU run on ONNX
 Runtime never imports it, which saves a second or two of every `denoiser denoise`).
+
+Each backend declares what it runs: `artifacts` (the kinds of file: a .safetensors
+checkpoint, an .onnx export, an .engine), `precisions`, and `available()` (its packages, and
+CUDA where it needs it, on this machine). `choose_backends` is the one place where a
+requested backend, "auto" included, becomes the backends that run an artifact.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,8 +25,18 @@ if TYPE_CHECKING:
     import torch
 
 
+ARTIFACT_KINDS = {".safetensors": "checkpoint", ".onnx": "onnx", ".engine": "engine"}
+PRECISIONS = ("fp32", "fp16", "int8")  # what our exports are (export.PRECISIONS; this module imports no torch)
+
+
 class TorchBackend:
     name = "torch"
+    artifacts = ("checkpoint",)
+    precisions = ("fp32",)  # quality fast on a GPU wraps it in float16 autocast (quality.py)
+
+    @staticmethod
+    def available() -> bool:
+        return importlib.util.find_spec("torch") is not None
 
     def __init__(self, model: torch.nn.Module, device: str | torch.device = "cpu"):
         import torch
@@ -48,6 +65,8 @@ class OnnxRuntimeBackend:
     """
 
     name = "onnxruntime"
+    artifacts = ("checkpoint", "onnx")  # a checkpoint runs as its ONNX export (run/export_cache.py)
+    precisions = PRECISIONS
     PROVIDERS = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider",
                  "cpu": "CPUExecutionProvider"}
 
@@ -86,6 +105,10 @@ class OnnxRuntimeBackend:
         self.precision = precision or meta.get("precision", "fp32")
         self.int8_target = meta.get("int8_target") if self.precision == "int8" else None
 
+    @staticmethod
+    def available() -> bool:
+        return importlib.util.find_spec("onnxruntime") is not None
+
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: np.ascontiguousarray(x, dtype=np.float32)})[0]
 
@@ -100,6 +123,12 @@ class TensorRTBackend:
     range of tile shapes it takes: see tensorrt.fit_tile."""
 
     name = "tensorrt"
+    artifacts = ("engine",)
+    precisions = PRECISIONS
+
+    @staticmethod
+    def available() -> bool:
+        return tensorrt_usable()
 
     def __init__(self, engine_path: str | Path, precision: str | None = None):
         from denoiser.deploy.tensorrt import (
@@ -134,3 +163,68 @@ def tensorrt_usable() -> bool:
         return True
     except (ImportError, RuntimeError):
         return False
+
+
+def cuda_available() -> bool:
+    """torch.cuda.is_available(), without importing torch where no NVIDIA driver is loaded."""
+    if not (Path("/proc/driver/nvidia").exists() or Path("/dev/nvidiactl").exists()) and sys.platform == "linux":
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+BACKENDS = {b.name: b for b in (TorchBackend, OnnxRuntimeBackend, TensorRTBackend)}
+BACKEND_CHOICES = ("auto", *BACKENDS)  # what --backend and the app offer
+
+
+def artifact_kind(path: str | Path) -> str:
+    """"checkpoint", "onnx" or "engine", from the file's name."""
+    kind = ARTIFACT_KINDS.get(Path(path).suffix.lower())
+    if kind is None:
+        raise ValueError(f"{path}: expected a .safetensors checkpoint, an .onnx file or an .engine")
+    return kind
+
+
+def _refusal(backend: str, kind: str, path: str | Path) -> str:
+    """Why `backend` does not run this kind of file, and what does."""
+    if kind == "engine":
+        return "a TensorRT engine runs only on the tensorrt backend"
+    if kind == "onnx":
+        return f"an ONNX file runs on the onnxruntime backend, not {backend!r}"
+    return (f"the {backend} backend runs engines: build one with "
+            f"`denoiser export {path} --engine OUT.engine` and load that")
+
+
+def choose_backends(path: str | Path, requested: str = "auto", device: str | None = None,
+                    cuda: bool | None = None) -> tuple[str, ...]:
+    """The backends that run the artifact at `path`, in order of preference: the first that
+    loads runs it, a later one only where the one before it failed. A backend named in
+    `requested` is the only one, or a ValueError says why it cannot run this file.
+
+    "auto": an engine on TensorRT, an ONNX file on ONNX Runtime; a checkpoint on PyTorch
+    where CUDA is there (and `device` is not a CPU), else on ONNX Runtime, which runs our
+    U-Nets 2-3x faster than PyTorch on a CPU (BENCHMARKS.md), with PyTorch behind it for
+    when the ONNX export cannot be made (onnx or onnxscript missing). `cuda`: None = look.
+    """
+    if requested not in BACKEND_CHOICES:
+        raise ValueError(f"unknown backend {requested!r}; choose from {', '.join(BACKEND_CHOICES)}")
+    kind = artifact_kind(path)
+    if requested != "auto":
+        if kind not in BACKENDS[requested].artifacts:
+            raise ValueError(_refusal(requested, kind, path))
+        return (requested,)
+    if kind != "checkpoint":
+        return tuple(name for name, b in BACKENDS.items() if kind in b.artifacts)
+    if cuda is None:
+        cuda = cuda_available() and not (device or "").startswith("cpu")
+    return ("torch",) if cuda else ("onnxruntime", "torch")
+
+
+def check_precision(backend: str, precision: str, path: str | Path) -> None:
+    """Refuse a file whose metadata names a precision the backend does not run ("unknown":
+    an engine built from an ONNX file without its sidecar, taken as it is)."""
+    allowed = BACKENDS[backend].precisions
+    if precision != "unknown" and precision not in allowed:
+        raise ValueError(f"{path}: precision {precision!r} is not one the {backend} backend runs "
+                         f"({', '.join(allowed)})")

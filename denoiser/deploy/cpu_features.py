@@ -4,7 +4,7 @@ INT8 on x86 multiplies uint8 activations by int8 weights. With VNNI (AVX-512 VNN
 on newer client CPUs) `vpdpbusd` adds four such products straight into int32 lanes, exactly.
 Without it, ONNX Runtime's kernels use `vpmaddubsw`, which sums pairs of products in int16
 and saturates when both weights are near +-127: that is why 7-bit weights (`reduce_range`)
-are needed there, and only there (quantize.py).
+are needed there, and only there (lower.py).
 
 The peak is cores x FMA lanes x 2 FLOPs x clock: what `denoiser bench` compares rows with.
 """

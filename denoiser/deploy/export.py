@@ -2,7 +2,7 @@
 
 The graph has dynamic batch, height and width, and carries the model config and its
 precision in its metadata (key "denoiser"), so `Denoiser.load(model.onnx)` needs no flags.
-FP16 and INT8 files are lowered from a fresh FP32 export (quantize.py). Every export is
+FP16 and INT8 files are lowered from a fresh FP32 export (lower.py). Every export is
 checked twice and the results go into a JSON sidecar (`OUT.onnx.json`) beside the file:
   check:   ONNX Runtime at an odd size, batch 2, against PyTorch (the graph is right);
   quality: PSNR on held-out clean images under the benchmark protocol, against clean and
@@ -21,10 +21,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from denoiser.core.atomic import atomic_write, file_sha256
+from denoiser.core.atomic import atomic_write_pair, file_sha256, sidecar_path
 from denoiser.core.checkpoint import load_model
 from denoiser.core.config import PRECISIONS, ExportConfig, to_dict
-from denoiser.core.metadata import ExportMeta, ExportSidecar, sidecar_path
+from denoiser.core.metadata import ExportMeta, ExportSidecar
 from denoiser.core.version import __version__
 
 INPUT_NAME, OUTPUT_NAME = "input", "output"
@@ -50,58 +50,16 @@ def export_onnx(model: nn.Module, path: str | Path, cfg: ExportConfig = ExportCo
 
     `from_fp32`: an FP32 export of this same model to lower instead of exporting again (the
     exporter takes a minute on a busy 2-core machine); it is checked against `model` first.
+    The file and its sidecar replace `path` and its sidecar together once both are written
+    (core/atomic.py): an export that stops half-way leaves the old pair, or nothing.
     """
-    import shutil
-
-    import onnx
-
-    from denoiser.deploy import imagecheck
-
     if cfg.precision not in PRECISIONS:
         raise ValueError(f"unknown precision {cfg.precision!r}; choose from {', '.join(PRECISIONS)}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     model = model.float().eval().cpu()
-    t0 = time.time()
-    checks = imagecheck.check_images(cfg.check_dir)
-    tmp = path.with_name(path.name + ".part")
-    try:
-        with tempfile.TemporaryDirectory(prefix="denoiser-export-") as work:
-            fp32 = tmp if cfg.precision == "fp32" else Path(work) / "fp32.onnx"
-            if from_fp32 is not None:
-                given = check_against_torch(model, Path(from_fp32), ExportConfig(check_tolerance=cfg.check_tolerance))
-                if read_export_meta(from_fp32).precision != "fp32" or not given["passed"]:
-                    raise ValueError(f"{from_fp32} is not an FP32 export of this model (max abs diff to it "
-                                     f"{given['max_abs_diff']:.1e}); export without it")
-                shutil.copyfile(from_fp32, fp32)
-            else:
-                _export_fp32_graph(model, fp32, cfg)
-            lowering = _lower(model, fp32, tmp, cfg, checks) if cfg.precision != "fp32" else {}
-        proto = onnx.load(str(tmp))
-        int8, mixed = cfg.precision == "int8", cfg.precision != "fp32"
-        meta = ExportMeta(model=to_dict(model.cfg), alignment=model.alignment, receptive_field=model.receptive_field,
-                          activation_bytes_per_pixel=model.activation_bytes_per_pixel(), precision=cfg.precision,
-                          code_version=__version__, int8_target=cfg.int8_target if int8 else None,
-                          # 8-bit weights saturate on CPUs without VNNI
-                          int8_weight_bits=lowering["weight_bits"] if int8 else None,
-                          # mixed precision: which layers, and in what
-                          float_layers=lowering["float_layers"] if mixed else None,
-                          float_precision=lowering["float_precision"] if mixed else None).to_dict()
-        onnx.helper.set_model_props(proto, {"denoiser": json.dumps(meta)})
-        onnx.checker.check_model(proto)
-        onnx.save(proto, str(tmp))
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)  # a failed export leaves no half-written file behind
-
-    check = check_against_torch(model, path, cfg)
-    quality = check_quality(model, path, cfg, checks)
-    side = {**meta, "file": path.name, "sha256": file_sha256(path), "opset": cfg.opset,
-            "ir_version": proto.ir_version, "dynamic_axes": ["batch", "height", "width"],
-            "export_seconds": round(time.time() - t0, 2), "check": check, "quality": quality,
-            "lowering": lowering, "source": source or {}}
-    ExportSidecar.from_dict(side, sidecar_path(path))  # what a reader will find: checked on the way out
-    atomic_write(sidecar_path(path), lambda tmp: tmp.write_text(json.dumps(side, indent=2)))
+    made: dict = {}
+    atomic_write_pair(path, lambda tmp: made.update(side=_export_checked(model, tmp, cfg, source, from_fp32)))
+    side, check, quality = made["side"], made["side"]["check"], made["side"]["quality"]
     if not check["passed"]:
         raise RuntimeError(f"exported ONNX differs from PyTorch by {check['max_abs_diff']:.2e} "
                            f"(tolerance {cfg.check_tolerance:.0e}); see {sidecar_path(path)}")
@@ -112,11 +70,59 @@ def export_onnx(model: nn.Module, path: str | Path, cfg: ExportConfig = ExportCo
     return side
 
 
+def _export_checked(model: nn.Module, path: Path, cfg: ExportConfig, source: dict | None,
+                    from_fp32: str | Path | None) -> dict:
+    """Write the ONNX file at `path` and its sidecar beside it; return the sidecar (its checks
+    may have failed: the caller raises once the pair is in place, so the numbers can be read)."""
+    import shutil
+
+    import onnx
+
+    from denoiser.deploy import imagecheck
+
+    t0 = time.time()
+    checks = imagecheck.check_images(cfg.check_dir)
+    with tempfile.TemporaryDirectory(prefix="denoiser-export-") as work:
+        fp32 = path if cfg.precision == "fp32" else Path(work) / "fp32.onnx"
+        if from_fp32 is not None:
+            given = check_against_torch(model, Path(from_fp32), ExportConfig(check_tolerance=cfg.check_tolerance))
+            if read_export_meta(from_fp32).precision != "fp32" or not given["passed"]:
+                raise ValueError(f"{from_fp32} is not an FP32 export of this model (max abs diff to it "
+                                 f"{given['max_abs_diff']:.1e}); export without it")
+            shutil.copyfile(from_fp32, fp32)
+        else:
+            _export_fp32_graph(model, fp32, cfg)
+        lowering = _lower(model, fp32, path, cfg, checks) if cfg.precision != "fp32" else {}
+    proto = onnx.load(str(path))
+    int8, mixed = cfg.precision == "int8", cfg.precision != "fp32"
+    meta = ExportMeta(model=to_dict(model.cfg), alignment=model.alignment, receptive_field=model.receptive_field,
+                      activation_bytes_per_pixel=model.activation_bytes_per_pixel(), precision=cfg.precision,
+                      code_version=__version__, int8_target=cfg.int8_target if int8 else None,
+                      # 8-bit weights saturate on CPUs without VNNI
+                      int8_weight_bits=lowering["weight_bits"] if int8 else None,
+                      # mixed precision: which layers, and in what
+                      float_layers=lowering["float_layers"] if mixed else None,
+                      float_precision=lowering["float_precision"] if mixed else None).to_dict()
+    onnx.helper.set_model_props(proto, {"denoiser": json.dumps(meta)})
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(path))
+
+    check = check_against_torch(model, path, cfg)
+    quality = check_quality(model, path, cfg, checks)
+    side = {**meta, "file": path.name, "sha256": file_sha256(path), "opset": cfg.opset,
+            "ir_version": proto.ir_version, "dynamic_axes": ["batch", "height", "width"],
+            "export_seconds": round(time.time() - t0, 2), "check": check, "quality": quality,
+            "lowering": lowering, "source": source or {}}
+    ExportSidecar.from_dict(side, sidecar_path(path))  # what a reader will find: checked on the way out
+    sidecar_path(path).write_text(json.dumps(side, indent=2))
+    return side
+
+
 def _lower(model: nn.Module, fp32: Path, out: Path, cfg: ExportConfig, checks) -> dict:
     """FP32 ONNX -> FP16 or INT8 ONNX at `out`; return what was done, for the sidecar."""
-    from denoiser.deploy import imagecheck, quantize
+    from denoiser.deploy import imagecheck, lower
 
-    names = quantize.layer_names(fp32)  # ONNX node -> PyTorch layer, both accepted in keep_float
+    names = lower.layer_names(fp32)  # ONNX node -> PyTorch layer, both accepted in keep_float
     by_layer = {layer: node for node, layer in names.items()}
     unknown = [k for k in cfg.keep_float if k not in names and k not in by_layer]
     if unknown:
@@ -124,19 +130,19 @@ def _lower(model: nn.Module, fp32: Path, out: Path, cfg: ExportConfig, checks) -
     own = [by_layer[k] for k in model.keep_float if k in by_layer]  # the architecture's (nets/__init__.py)
     keep = [*own, *(by_layer.get(k, k) for k in cfg.keep_float if by_layer.get(k, k) not in own)]
     if cfg.precision == "fp16":
-        info = quantize.convert_fp16(fp32, out, keep)
+        info = lower.convert_fp16(fp32, out, keep)
         return {**info, "float_layers": [names.get(n, n) for n in keep], "float_precision": "fp32"}
 
-    if cfg.int8_target not in quantize.INT8_TARGETS:
-        raise ValueError(f"unknown INT8 target {cfg.int8_target!r}; choose from {', '.join(quantize.INT8_TARGETS)}")
+    if cfg.int8_target not in lower.INT8_TARGETS:
+        raise ValueError(f"unknown INT8 target {cfg.int8_target!r}; choose from {', '.join(lower.INT8_TARGETS)}")
     c = model.cfg.channels
     calib = imagecheck.calibration_images(cfg.calib_dir, checks)
     images = [np.round(im).astype(np.uint8) for im in imagecheck.to_model_channels(calib, c)]
-    batches = quantize.calibration_batches(images, cfg.calib_crops, cfg.calib_crop, cfg.calib_sigmas, seed=1)
+    batches = lower.calibration_batches(images, cfg.calib_crops, cfg.calib_crop, cfg.calib_sigmas, seed=1)
     info = {"calibration": {"images": calib.name, "files": len(calib.images), "crops": cfg.calib_crops,
                             "crop": cfg.calib_crop, "sigmas": list(cfg.calib_sigmas), "method": cfg.calib_method}}
-    info.update(quantize.quantize_int8(fp32, out, cfg.int8_target, batches, keep, cfg.calib_method,
-                                      weight_bits=cfg.int8_weight_bits))
+    info.update(lower.quantize_int8(fp32, out, cfg.int8_target, batches, keep, cfg.calib_method,
+                                   weight_bits=cfg.int8_weight_bits))
     if cfg.keep_float or not cfg.auto_mixed:  # the user chose the layers
         return {**info, "float_layers": [names.get(n, n) for n in keep]}
     # Is full INT8 within budget? Judged on a tuning set drawn from the calibration images,
@@ -148,12 +154,12 @@ def _lower(model: nn.Module, fp32: Path, out: Path, cfg: ExportConfig, checks) -
     def loss_db(path: Path) -> float:
         return ref - imagecheck.score(imagecheck.run_all(imagecheck.onnx_runner(path), tuning, c), tuning)["psnr"]
 
-    kept, trials = quantize.find_sensitive_layers(fp32, cfg.int8_target, batches, loss_db, cfg.int8_max_loss_db / 2,
-                                                  cfg.calib_method, cfg.max_float_layers, tuple(own),
-                                                  cfg.int8_weight_bits)
+    kept, trials = lower.find_sensitive_layers(fp32, cfg.int8_target, batches, loss_db, cfg.int8_max_loss_db / 2,
+                                               cfg.calib_method, cfg.max_float_layers, tuple(own),
+                                               cfg.int8_weight_bits)
     if kept != keep:
-        info.update(quantize.quantize_int8(fp32, out, cfg.int8_target, batches, kept, cfg.calib_method,
-                                          weight_bits=cfg.int8_weight_bits))
+        info.update(lower.quantize_int8(fp32, out, cfg.int8_target, batches, kept, cfg.calib_method,
+                                       weight_bits=cfg.int8_weight_bits))
     info["sensitivity"] = {"tuning_images": f"{len(tuning.clean)} crops of the calibration images, sigma "
                                             f"{cfg.check_sigma:g}", "budget_db": cfg.int8_max_loss_db / 2,
                            "trials": trials}

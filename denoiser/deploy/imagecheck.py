@@ -7,19 +7,19 @@ sees), and PSNR of its float output against the FP32 PyTorch model's (how far th
 drifted). This module also supplies the image sets: the held-out check set (the product's
 sample images by default) and the calibration set for INT8, kept disjoint from it.
 
-Gray images through a colour model are run as gray RGB and averaged back, exactly as
-`Denoiser` does, so these numbers match `denoiser eval` on the same files.
+Gray images through a colour model are run as gray RGB and averaged back, with the very
+adaptation `Denoiser` uses (core/channels.py), so these numbers match `denoiser eval` on the same files.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
+from denoiser.core.channels import Runner, adapt_channels
 from denoiser.core.data import list_images, to_channels
 from denoiser.core.imageio import read_image, to_uint8
 from denoiser.core.metrics import psnr
@@ -27,7 +27,6 @@ from denoiser.core.noise.ops import protocol_noisy_uint8
 from denoiser.core.paths import DATA_DIR
 from denoiser.core.procedural import dead_leaves
 
-Runner = Callable[[np.ndarray], np.ndarray]  # float32 (B, C, H, W) -> same shape
 SAMPLES_DIR = DATA_DIR
 
 
@@ -108,13 +107,7 @@ def protocol_set(images: ImageSet, sigma: float, seed: int = 0) -> ProtocolSet:
 def run_image(run: Runner, noisy_u8: np.ndarray, model_channels: int) -> np.ndarray:
     """Denoise one whole uint8 (H, W, C) image; float32 (H, W, C) in [0, 1] out."""
     chw = noisy_u8.transpose(2, 0, 1).astype(np.float32) / 255.0
-    c = chw.shape[0]
-    if c == model_channels:
-        out = run(chw[None])[0]
-    elif model_channels == 3:  # gray image, colour model: as gray RGB, averaged back
-        out = run(np.repeat(chw, 3, axis=0)[None])[0].mean(axis=0, keepdims=True)
-    else:  # colour image, gray model: each channel as a gray image
-        out = run(chw[:, None])[:, 0]
+    out = adapt_channels(run, chw.shape[0], model_channels)(chw[None])[0]
     return np.clip(out, 0.0, 1.0).transpose(1, 2, 0)
 
 

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from denoiser.core.atomic import atomic_write, file_sha256
+from denoiser.core.atomic import atomic_write_pair, file_sha256, sidecar_path
 from denoiser.core.config import EngineProfile
 from denoiser.core.metadata import (
     ENGINE_FORMAT,
@@ -29,7 +29,7 @@ from denoiser.core.metadata import (
     MetadataError,
     read_sidecar,
 )
-from denoiser.deploy.export import INPUT_NAME, sidecar_path
+from denoiser.deploy.export import INPUT_NAME
 
 log = logging.getLogger(__name__)
 REBUILD_HINT = "rebuild it with `denoiser export MODEL --engine OUT.engine`"
@@ -107,10 +107,6 @@ def _onnx_side(onnx_path: Path, onnx_sha: str) -> ExportSidecar | None:
     return side if side.sha256 in (None, onnx_sha) else None
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    atomic_write(path, lambda tmp: tmp.write_bytes(data))
-
-
 def build_engine(onnx_path: str | Path, engine_path: str | Path, profile: EngineProfile = EngineProfile(),
                  workspace_mb: int = 1024, compute_capabilities: Sequence[str] | None = None) -> dict:
     """Compile `onnx_path` into a strongly typed engine at `engine_path`; write and return its sidecar."""
@@ -162,15 +158,14 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, profile: Engine
     if serialized is None:
         raise RuntimeError(f"TensorRT failed to build an engine from {onnx_path}:\n  "
                            + "\n  ".join(logger.errors or ["(no error message; see the log above)"]))
-    engine_path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(engine_path, bytes(serialized))
+    engine = bytes(serialized)
 
     onnx_sha = file_sha256(onnx_path)
     onnx_side = _onnx_side(onnx_path, onnx_sha)
     side = {
         "format": ENGINE_FORMAT,
         "file": engine_path.name,
-        "bytes": engine_path.stat().st_size,
+        "bytes": len(engine),
         "flavour": flavour,
         "tensorrt_version": trt.__version__,
         "precision": (onnx_side.precision if onnx_side else None) or "unknown",
@@ -190,7 +185,12 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path, profile: Engine
                                            "int8_target", "float_layers", "float_precision", "source")
                  if k in carried})
     text = json.dumps(side, indent=2)
-    _atomic_write(sidecar_path(engine_path), text.encode())
+
+    def write(tmp: Path) -> None:
+        tmp.write_bytes(engine)
+        sidecar_path(tmp).write_bytes(text.encode())
+
+    atomic_write_pair(engine_path, write)  # the sidecar lands last: it marks the engine complete
     return json.loads(text)  # exactly what a later read of the sidecar gives (lists, not tuples)
 
 

@@ -6,8 +6,9 @@
 
 Backend "auto": a TensorRT engine when given one (TensorRT + a GPU needed); for a checkpoint,
 PyTorch on CUDA when a GPU is there, else ONNX Runtime on the CPU, which runs our U-Nets
-2-3x faster than PyTorch there (BENCHMARKS.md). The ONNX file is an export of that very
-checkpoint: one beside it, or one exported once into a cache folder (see `onnx_cache_dir`).
+2-3x faster than PyTorch there (BENCHMARKS.md); decided in backends.choose_backends. The
+ONNX file is an export of that very checkpoint: one beside it, or one exported once into a
+cache folder (export_cache.py).
 
 Memory: images are cut into tiles whose size comes from `memory_mb` (see tiling.py).
 """
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +24,20 @@ from typing import Any, Callable
 
 import numpy as np
 
+from denoiser.core.channels import adapt_channels, is_gray
 from denoiser.core.imageio import from_pil, to_pil
-from denoiser.core.metadata import ExportMeta, read_sidecar
+from denoiser.core.metadata import ExportMeta
 from denoiser.core.paths import CHECKPOINTS_DIR
-from denoiser.deploy.backends import OnnxRuntimeBackend, TensorRTBackend, TorchBackend
+from denoiser.deploy.backends import (
+    BACKEND_CHOICES,
+    OnnxRuntimeBackend,
+    TensorRTBackend,
+    TorchBackend,
+    artifact_kind,
+    check_precision,
+    choose_backends,
+    cuda_available,
+)
 from denoiser.run.tiling import denoise_tiled, plan_tiles
 
 DEFAULT_MODEL = CHECKPOINTS_DIR / "default-color.safetensors"
@@ -36,7 +46,7 @@ DEFAULT_MODEL = CHECKPOINTS_DIR / "default-color.safetensors"
 # Gray means 1 channel, or 3 identical ones: scans and black-and-white photos are often saved
 # as RGB, and their noise is then the same in every channel, which is what the gray model knows.
 DEFAULT_GRAY_MODEL = CHECKPOINTS_DIR / "default-gray.safetensors"
-BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
+BACKENDS = BACKEND_CHOICES  # what --backend and the app offer (deploy/backends.py declares them)
 DEFAULT_MEMORY_MB = 1024  # activations of one backend call; whole-process peak is in BENCHMARKS.md
 # A non-blind model says so in its config ("model" metadata) and takes the noise level as one
 # extra input channel, constant sigma/255 (the FFDNet convention). Our shipped models are blind.
@@ -56,13 +66,6 @@ def shipped_gray_companion(path: str | Path) -> Path | None:
 def default_model_path() -> Path:
     """$DENOISER_MODEL, else the shipped default colour model."""
     return Path(os.environ.get("DENOISER_MODEL", DEFAULT_MODEL))
-
-
-def onnx_cache_dir() -> Path:
-    """$DENOISER_CACHE, else $XDG_CACHE_HOME/denoiser, else ~/.cache/denoiser."""
-    if os.environ.get("DENOISER_CACHE"):
-        return Path(os.environ["DENOISER_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "denoiser"
 
 
 @dataclass(frozen=True)
@@ -152,41 +155,37 @@ class Denoiser:
     def _load_one(cls, path: str | Path | None, backend: str, device: str | None, tile: int | None,
                   memory_mb: float, threads: int, quality: str | None) -> "Denoiser":
         path = Path(path) if path is not None else default_model_path()
-        if backend not in BACKENDS:
-            raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
-        if not path.is_file():
+        if backend in BACKEND_CHOICES and not path.is_file():
             raise FileNotFoundError(f"model not found: {path}")
-        suffix = path.suffix.lower()
+        order = choose_backends(path, backend, device)  # refuses what the backend does not run
         sized = {"tile": tile, "memory_mb": memory_mb}
-        if suffix == ".engine":
-            if backend not in ("auto", "tensorrt"):
-                raise ValueError("a TensorRT engine runs only on the tensorrt backend")
+        kind = artifact_kind(path)
+        if kind == "engine":
             from denoiser.deploy.tensorrt import read_engine_meta
 
             side = read_engine_meta(path)  # export copies the model config into it
             if side.model is None:
                 raise ValueError(f"{path}: engine sidecar lacks the model config; rebuild with `denoiser export`")
             info = _info(path, "engine", side.to_dict(), side.precision or "unknown")
+            check_precision("tensorrt", info.precision, path)
             return cls(TensorRTBackend(path, info.precision), info, **sized)
-        if suffix == ".onnx":
+        if kind == "onnx":
             from denoiser.deploy.export import read_export_meta
 
             meta = read_export_meta(path)
-            if backend not in ("auto", "onnxruntime"):
-                raise ValueError(f"an ONNX file runs on the onnxruntime backend, not {backend!r}")
             info = _info(path, "onnx", meta, meta.precision or "fp32")
+            check_precision("onnxruntime", info.precision, path)
             return cls(OnnxRuntimeBackend(path, info.precision, threads), info, **sized)
-        if suffix != ".safetensors":
-            raise ValueError(f"{path}: expected a .safetensors checkpoint, an .onnx file or an .engine")
-        if backend == "tensorrt":
-            raise ValueError(f"the tensorrt backend runs engines: build one with "
-                             f"`denoiser export {path} --engine OUT.engine` and load that")
+        return cls._load_checkpoint(path, order, device, threads, quality, sized)
 
-        cuda = _cuda_available() and not (device or "").startswith("cpu")
-        on_cpu = backend == "onnxruntime" or (backend == "auto" and not cuda)
+    @classmethod
+    def _load_checkpoint(cls, path: Path, order: tuple[str, ...], device: str | None, threads: int,
+                         quality: str | None, sized: dict) -> "Denoiser":
+        """A checkpoint on the first backend of `order` that loads (see choose_backends)."""
         from denoiser.run.quality import cached_cpu_choice, cpu_choice
 
-        hit = cached_cpu_choice(path, quality) if on_cpu else None
+        exported = order[0] == "onnxruntime"  # runs as its ONNX export (export_cache.py)
+        hit = cached_cpu_choice(path, quality) if exported else None
         if hit:  # exported before: the sidecars say all, no torch (quality.py)
             onnx_path, precision, margin, note, meta = hit
             info = _info(path, "checkpoint", meta, "fp32")
@@ -200,19 +199,19 @@ class Denoiser:
         info = ModelInfo(str(path), "checkpoint", model.cfg.channels, model.alignment, model.receptive_field,
                          "fp32", {**meta, "activation_bytes_per_pixel": model.activation_bytes_per_pixel()})
         note = ""
-        if on_cpu:
+        if exported:
             try:
                 onnx_path, precision, margin, note, _ = cpu_choice(path, model, quality)
                 return cls(OnnxRuntimeBackend(onnx_path, precision, threads), info, **sized, note=note, margin=margin)
             except Exception as e:  # export needs onnx + onnxscript; PyTorch still works without them
-                if backend == "onnxruntime":
+                if len(order) == 1:  # onnxruntime asked for by name: nothing to fall back on
                     raise RuntimeError(f"could not export {path} to ONNX: {e}") from e
                 note = f"ONNX export failed ({type(e).__name__}: {e}); using PyTorch"
                 print(f"denoiser: {note}", file=sys.stderr)
         if threads:
             torch.set_num_threads(threads)
         if device is None:  # under torchrun each local rank takes its own GPU
-            device = f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if cuda else "cpu"
+            device = f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if cuda_available() else "cpu"
         return cls(TorchBackend(model, device), info, **sized, note=note)
 
     def describe(self) -> str:
@@ -237,7 +236,7 @@ class Denoiser:
         if not 0.0 <= strength <= 1.0:
             raise ValueError(f"strength must be in [0, 1], got {strength}")
         arr = np.asarray(arr, dtype=np.float32)
-        if self.gray_path is not None and _is_gray(arr):
+        if self.gray_path is not None and is_gray(arr):
             out = self._gray_model().denoise_array(np.ascontiguousarray(arr[..., :1]), strength, sigma, progress)
             return out if arr.shape[2] == 1 else np.repeat(out, arr.shape[2], axis=2)
         run = _checked(self._runner(arr.shape[2], sigma), Path(self.info.path).name)
@@ -275,13 +274,7 @@ class Denoiser:
                 level = np.full((x.shape[0], 1, *x.shape[2:]), sigma / 255.0, np.float32)
                 return base(np.concatenate([x, level], axis=1))
 
-        if channels == c_model:
-            return run
-        if channels == 1 and c_model == 3:  # gray image, colour model: run it as a gray RGB image
-            return lambda x: run(np.repeat(x, 3, axis=1)).mean(axis=1, keepdims=True)
-        if c_model == 1:  # colour image, gray model: each channel as its own image, in one batch
-            return lambda x: run(x.reshape(-1, 1, *x.shape[2:])).reshape(x.shape)
-        raise ValueError(f"cannot run a {c_model}-channel model on a {channels}-channel image")
+        return adapt_channels(run, channels, c_model)  # gray image on a colour model, and back (core/channels.py)
 
     def __call__(self, image: Any, strength: float = 1.0, sigma: float | None = None) -> Any:
         """Denoise a PIL image, numpy array or torch tensor; return the same type.
@@ -332,29 +325,6 @@ class Denoiser:
         return np.rint(np.clip(out, 0, 1) * scale).astype(dtype)
 
 
-def _cuda_available() -> bool:
-    """torch.cuda.is_available(), without importing torch where no NVIDIA driver is loaded."""
-    if not (Path("/proc/driver/nvidia").exists() or Path("/dev/nvidiactl").exists()) and sys.platform == "linux":
-        return False
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def _is_gray(arr: np.ndarray) -> bool:
-    """1 channel, or 3 channels equal everywhere (compared a row band at a time: no full-size temporaries)."""
-    if arr.shape[2] == 1:
-        return True
-    if arr.shape[2] != 3:
-        return False
-    band = max(1, (1 << 20) // max(1, arr.shape[1]))
-    for y in range(0, arr.shape[0], band):
-        rows = arr[y:y + band]
-        if not (np.array_equal(rows[..., 0], rows[..., 1]) and np.array_equal(rows[..., 1], rows[..., 2])):
-            return False
-    return True
-
-
 def _checked(run: Callable[[np.ndarray], np.ndarray], name: str) -> Callable[[np.ndarray], np.ndarray]:
     """`run`, refusing outputs that are not finite or far outside [0, 1] (see OUTPUT_BOUND)."""
     def checked(x: np.ndarray) -> np.ndarray:
@@ -392,41 +362,3 @@ def _info(path: Path, kind: str, meta: ExportMeta | dict, precision: str) -> Mod
     except (TypeError, ValueError) as e:
         raise ValueError(f"{path}: damaged denoiser metadata ({type(e).__name__}: {e})") from None
     return ModelInfo(str(path), kind, cfg.channels, alignment, margin, precision, meta.to_dict())
-
-
-def onnx_for_checkpoint(path: Path, model: Any = None) -> Path:
-    """An ONNX export of this very checkpoint: the one beside it, or one in the cache (exported once).
-
-    The cache file is named by the checkpoint's SHA-256 and written atomically (exported and
-    checked in a temp folder, then renamed), so concurrent processes never see half a file.
-    """
-    from denoiser.core.atomic import file_sha256
-    from denoiser.core.checkpoint import load_checkpoint
-    from denoiser.deploy.export import export_onnx, sidecar_path
-
-    sha = file_sha256(path)
-    beside = path.with_suffix(".onnx")
-    if _exported_from(beside, sha):
-        return beside
-    cache = onnx_cache_dir()
-    target = cache / f"{sha}.onnx"
-    if _exported_from(target, sha):
-        return target
-    if model is None:
-        model = load_checkpoint(path)[0]
-    cache.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=cache, prefix=".export-") as tmp:
-        tmp_onnx = Path(tmp) / target.name
-        export_onnx(model, tmp_onnx, source={"checkpoint": str(path), "sha256": sha})  # raises if the check fails
-        os.replace(tmp_onnx, target)
-        os.replace(sidecar_path(tmp_onnx), sidecar_path(target))  # last: the sidecar marks it complete
-    return target
-
-
-def _exported_from(onnx_path: Path, checkpoint_sha: str) -> bool:
-    try:
-        side = read_sidecar(onnx_path)
-    except (OSError, ValueError):
-        return False
-    return (onnx_path.is_file() and side.source is not None and side.source.sha256 == checkpoint_sha
-            and side.passed and (side.precision or "fp32") == "fp32")  # an FP16/INT8 file must not pass as fp32

@@ -77,6 +77,36 @@ def test_gray_model_runs_colour_images_channel_by_channel():
     assert np.abs(dn.denoise_array(rgb) - per_channel).max() < 1e-6
 
 
+def channel_mixer() -> torch.nn.Conv2d:
+    """A colour "model" whose three outputs differ for a gray input: each output channel its
+    own mix of the inputs plus its own offset (1x1 convolution: any tile gives the same)."""
+    conv = torch.nn.Conv2d(3, 3, 1)
+    with torch.no_grad():
+        conv.weight.copy_(torch.tensor([[0.2, 0.1, 0.0], [0.3, 0.5, 0.4], [0.0, 0.1, 0.8]])[..., None, None])
+        conv.bias.copy_(torch.tensor([0.05, -0.02, 0.1]))
+    return conv.eval()
+
+
+def test_a_gray_image_on_a_colour_model_is_the_channel_mean_of_its_gray_rgb_output():
+    model = channel_mixer()
+    info = ModelInfo("colour.safetensors", "checkpoint", 3, 1, 0, "fp32", {"model": {"channels": 3, "width": 4}})
+    dn = Denoiser(TorchBackend(model), info)
+    gray = np.random.default_rng(5).random((19, 23, 1), dtype=np.float32)
+    with torch.inference_mode():
+        rgb_out = model(torch.from_numpy(np.repeat(gray, 3, axis=2).transpose(2, 0, 1)[None].copy()))[0]
+    rgb_out = rgb_out.numpy().transpose(1, 2, 0)
+    mean, first = rgb_out.mean(axis=2, keepdims=True), rgb_out[..., :1]
+    assert np.abs(mean - first).mean() > 0.1  # the model's channels differ: "first channel" would fail below
+    out = dn.denoise_array(gray)
+    assert out.shape == gray.shape
+    np.testing.assert_allclose(out, np.clip(mean, 0, 1), atol=1e-6)
+    u8 = (gray[..., 0] * 255).round().astype(np.uint8)  # through the public call too, as a PIL gray image
+    got = np.asarray(dn(Image.fromarray(u8, "L")), dtype=np.float32)
+    with torch.inference_mode():
+        ref = model(torch.from_numpy(np.repeat(u8[None, None] / np.float32(255), 3, axis=1))).numpy()[0]
+    assert np.abs(got - np.rint(np.clip(ref.mean(axis=0), 0, 1) * 255)).max() <= 1
+
+
 class NoiseLevelModel(torch.nn.Module):
     """A stand-in non-blind model: scales the image by (1 - the noise-level channel)."""
 

@@ -19,7 +19,7 @@ from denoiser.deploy.imagecheck import (
     folder_images,
     sample_images,
 )
-from denoiser.deploy.quantize import layer_names, zero_points
+from denoiser.deploy.lower import layer_names, zero_points
 from denoiser.run.inference import Denoiser
 
 FAST_INT8 = dict(calib_crops=8, calib_crop=64)  # enough for a tiny model, quick on 2 cores

@@ -23,6 +23,10 @@ most and keeps them out of INT8 (`nodes_to_exclude`): in float16 for TensorRT (t
 layers are the full-resolution ones, which carry most of the arithmetic: float32 there
 would make the INT8 engine slower than the FP16 one), in float32 for the CPU (whose float16
 convolutions are slower than float32 ones).
+
+Named "lower" (one precision down the ladder), not "quantize": that word also means the
+8-bit rounding of images (imageio.to_uint8, noise.ops.quantize8) and the INT8 precision itself.
+Files are written atomically (core/atomic.py): an interrupted lowering leaves no half a file.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from denoiser.core.atomic import atomic_write
 from denoiser.core.config import CALIBRATION_METHODS, INT8_TARGETS
 from denoiser.core.noise.ops import protocol_noisy_uint8
 from denoiser.deploy.quiet import third_party_quiet
@@ -110,7 +115,7 @@ def convert_fp16(src: str | Path, dst: str | Path, keep_fp32: Sequence[str] = ()
     g.node.extend(new_nodes)
     del g.value_info[:]  # stale float32 types; re-inferred by whoever needs them
     onnx.checker.check_model(model)
-    onnx.save(model, str(dst))
+    atomic_write(dst, lambda tmp: onnx.save(model, str(tmp)))
     kept = sorted({n.op_type for n in g.node if n.name not in half_names and any(i in floats for i in n.input)}
                   - {"Cast", "Shape"})
     return {"fp16_nodes": len(half), "fp32_op_types": kept, "fp32_nodes": sorted(keep_fp32)}
@@ -191,17 +196,13 @@ def quantize_int8(src: str | Path, dst: str | Path, target: str, batches: list[n
         raise ValueError(f"INT8 weights are 7 or 8 bits, not {bits}")
     calib = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
              "entropy": CalibrationMethod.Entropy}[method]
-    tmp = Path(dst).with_name(Path(dst).name + ".part")
-    exclude = list(exclude)
+    exclude, renamed = list(exclude), {}
     if not trt:  # up-sampling in int8 too (int8_graph.py); an excluded one stays float as its Conv
         from denoiser.deploy.int8_graph import block_upsample_as_conv
 
         graph = onnx.load(str(src))
         renamed = block_upsample_as_conv(graph)
-        if renamed:
-            src = tmp.with_name(tmp.name + ".fp32")
-            onnx.save(graph, str(src))
-            exclude = [renamed.get(n, n) for n in exclude]
+        exclude = [renamed.get(n, n) for n in exclude]
     if trt:  # Q/DQ on conv inputs only (NVIDIA's placement): TensorRT fuses the rest itself
         ops, extra = list(QUANT_OPS), {"OpTypesToExcludeOutputQuantization": list(QUANT_OPS),
                                        "ActivationSymmetric": True, "QuantizeBias": False}
@@ -211,32 +212,42 @@ def quantize_int8(src: str | Path, dst: str | Path, target: str, batches: list[n
         # DepthToSpace (int8_graph.py's up-sampling) only moves bytes: ONNX Runtime runs it on uint8
         ops, extra = [*QUANT_OPS, "Relu", "DepthToSpace"], {"ActivationSymmetric": False, "QuantizeBias": True}
         quantized_readers = (*QUANT_OPS, "Concat", "DepthToSpace")
-    # reduce_range: 7-bit weights for the cpu target on CPUs without VNNI, see the module docstring.
-    with third_party_quiet():  # its "consider pre-processing" notices are for its own developers
-        quantize_static(
-            str(src), str(tmp), _Batches(batches) if batches is not None else None, quant_format=QuantFormat.QDQ,
-            op_types_to_quantize=ops, per_channel=True, reduce_range=bits == 7,
-            activation_type=QuantType.QInt8 if trt else QuantType.QUInt8, weight_type=QuantType.QInt8,
-            nodes_to_exclude=list(exclude), calibrate_method=calib,
-            calibration_cache_path=str(cache) if cache else None,
-            extra_options={**extra, "WeightSymmetric": True, "CalibPercentile": 99.999})
-    if not trt and Path(src).name.endswith(".part.fp32"):
-        Path(src).unlink()
-    model = onnx.load(str(tmp))
-    # Excluded convs read float tensors again for TensorRT. Not for the cpu target: there
-    # ONNX Runtime folded each ReLU into the Q after its conv, so the float tensor is the
-    # conv's output before the ReLU; the DQ output (clamped by Q) is the right input.
-    rewired = _restore_float_inputs(model, quantized_readers, exclude if trt else ())
-    onnx.checker.check_model(model)
-    onnx.save(model, str(tmp))
-    if trt and exclude:  # the layers kept out of INT8 run in float16 (see the module docstring)
-        convert_fp16(tmp, tmp, only=exclude)
-    tmp.replace(dst)
+
+    def write(tmp: Path) -> None:
+        source = src
+        if not trt and renamed:  # the rewritten FP32 graph, beside the temp file while it is needed
+            source = tmp.with_name(tmp.name + ".fp32")
+            onnx.save(graph, str(source))
+        try:
+            # reduce_range: 7-bit weights for the cpu target on CPUs without VNNI, see the module docstring.
+            with third_party_quiet():  # its "consider pre-processing" notices are for its own developers
+                quantize_static(
+                    str(source), str(tmp), _Batches(batches) if batches is not None else None,
+                    quant_format=QuantFormat.QDQ, op_types_to_quantize=ops, per_channel=True,
+                    reduce_range=bits == 7, activation_type=QuantType.QInt8 if trt else QuantType.QUInt8,
+                    weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude), calibrate_method=calib,
+                    calibration_cache_path=str(cache) if cache else None,
+                    extra_options={**extra, "WeightSymmetric": True, "CalibPercentile": 99.999})
+        finally:
+            if source != src:
+                Path(source).unlink(missing_ok=True)
+        model = onnx.load(str(tmp))
+        # Excluded convs read float tensors again for TensorRT. Not for the cpu target: there
+        # ONNX Runtime folded each ReLU into the Q after its conv, so the float tensor is the
+        # conv's output before the ReLU; the DQ output (clamped by Q) is the right input.
+        done["rewired"] = _restore_float_inputs(model, quantized_readers, exclude if trt else ())
+        onnx.checker.check_model(model)
+        onnx.save(model, str(tmp))
+        if trt and exclude:  # the layers kept out of INT8 run in float16 (see the module docstring)
+            convert_fp16(tmp, tmp, only=exclude)
+
+    done: dict = {}
+    atomic_write(dst, write)
     return {"target": target, "activations": "int8 symmetric" if trt else "uint8 asymmetric",
             "weights": "int8 symmetric, per output channel" + (", 7-bit range (reduce_range)" if bits == 7 else ""),
             "weight_bits": bits,
             "biases": "float32" if trt else "int32",
-            "calibration_method": method, "float_inputs_restored": rewired, "float_nodes": sorted(exclude),
+            "calibration_method": method, "float_inputs_restored": done["rewired"], "float_nodes": sorted(exclude),
             "float_precision": "fp16" if trt else "fp32"}
 
 
