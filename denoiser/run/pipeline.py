@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from denoiser.core.imageio import ImageError, is_partial_output, read_image, write_image
+from denoiser.run.jobs import BatchOptions, FileResult, Job, TileProgress
 
 if TYPE_CHECKING:
-    from denoiser.run.batch import BatchOptions, FileResult, Job
     from denoiser.run.inference import Denoiser
 
 
@@ -36,11 +36,9 @@ def _reason(e: BaseException) -> str:
 
 def run_pipeline(denoiser: Denoiser, jobs: list[Job], opts: BatchOptions,
                  record: Callable[[FileResult], None],
-                 tile_progress: Callable[[Path, int, int, float], None] | None = None) -> None:
+                 tile_progress: TileProgress | None = None) -> None:
     """Denoise every job; call `record` once per job with its result (in completion order), and
     `tile_progress(src, done, total, megapixels)` while a tiled image is denoised."""
-    from denoiser.run.batch import FileResult
-
     workers = max(1, opts.workers)
     todo = iter(jobs)
     decoding: deque[tuple[Job, float, Future]] = deque()
