@@ -26,7 +26,9 @@ if TYPE_CHECKING:
 
 def _reason(e: BaseException) -> str:
     if isinstance(e, FileExistsError):
-        return "output exists (it appeared during the run)"
+        if e.filename and not is_partial_output(Path(e.filename)):  # making the output's folder met a file
+            return f"cannot write in {e.filename}: it is a file, not a folder"
+        return "output exists (it appeared during the run)"  # linking our temp file to the output's name
     if isinstance(e, OSError) and e.strerror:
         if e.filename and is_partial_output(Path(e.filename)):  # name the folder, not our temp file
             return f"{e.strerror}: cannot write in {Path(e.filename).parent}"
