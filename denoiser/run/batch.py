@@ -8,7 +8,7 @@ go on; the caller gets a report with every failure and its reason.
 Scale-out: the plan (every input and its output name) is the same in every process, and
 `--shard i/n` (or torchrun's RANK/WORLD_SIZE) keeps every n-th entry of it, so n processes
 together cover each input exactly once. Decoding, denoising and encoding overlap in
-`pipeline.py`.
+`pipeline.py`; the job types both use live in `jobs.py`.
 """
 
 from __future__ import annotations
@@ -22,46 +22,14 @@ from pathlib import Path
 from typing import Callable
 
 from denoiser.core.imageio import (
-    DEFAULT_MAX_PIXELS,
     EXTENSION_BY_FORMAT,
     FORMAT_BY_EXTENSION,
     is_image_path,
     is_partial_output,
 )
 from denoiser.run.inference import Denoiser
-
-TileProgress = Callable[[Path, int, int, float], None]  # (input, tiles done, tiles in all, its megapixels)
-
-
-@dataclass(frozen=True)
-class BatchOptions:
-    recursive: bool = False
-    suffix: str = ""  # appended to output stems, e.g. "_denoised"
-    format: str | None = None  # output format (png, jpg, tif, webp, bmp); default: the input's
-    quality: int = 95  # JPEG/WebP; 100 = lossless WebP
-    strength: float = 1.0
-    sigma: float | None = None  # only for models that take a noise level
-    skip_existing: bool = False
-    overwrite: bool = False
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    workers: int = 2  # decode threads and encode threads, each
-    shard: tuple[int, int] = (0, 1)  # (index, count)
-
-
-@dataclass
-class FileResult:
-    input: str
-    output: str | None
-    status: str  # ok | skipped | failed
-    reason: str = ""
-    megapixels: float = 0.0
-    seconds: float = 0.0
-
-
-@dataclass(frozen=True)
-class Job:
-    src: Path
-    dst: Path
+from denoiser.run.jobs import BatchOptions, FileResult, Job, TileProgress
+from denoiser.run.pipeline import run_pipeline
 
 
 @dataclass
@@ -258,8 +226,6 @@ def denoise_files(denoiser: Denoiser, inputs: list[str], out_dir: str | Path, op
                   tile_progress: TileProgress | None = None) -> BatchReport:
     """Denoise `inputs` into `out_dir`. `progress(i, n, result)` is called per file;
     `tile_progress(src, tiles_done, tiles_total, megapixels)` within each tiled image."""
-    from denoiser.run.pipeline import run_pipeline
-
     t0 = time.perf_counter()
     denoiser.check_sigma(opts.sigma)  # a wrong --sigma fails once, not once per file
     left_out: list[Path] = []

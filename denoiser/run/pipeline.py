@@ -18,15 +18,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from denoiser.core.imageio import ImageError, is_partial_output, read_image, write_image
+from denoiser.run.jobs import BatchOptions, FileResult, Job, TileProgress
 
 if TYPE_CHECKING:
-    from denoiser.run.batch import BatchOptions, FileResult, Job
     from denoiser.run.inference import Denoiser
 
 
 def _reason(e: BaseException) -> str:
     if isinstance(e, FileExistsError):
-        return "output exists (it appeared during the run)"
+        if e.filename and not is_partial_output(Path(e.filename)):  # making the output's folder met a file
+            return f"cannot write in {e.filename}: it is a file, not a folder"
+        return "output exists (it appeared during the run)"  # linking our temp file to the output's name
     if isinstance(e, OSError) and e.strerror:
         if e.filename and is_partial_output(Path(e.filename)):  # name the folder, not our temp file
             return f"{e.strerror}: cannot write in {Path(e.filename).parent}"
@@ -36,11 +38,9 @@ def _reason(e: BaseException) -> str:
 
 def run_pipeline(denoiser: Denoiser, jobs: list[Job], opts: BatchOptions,
                  record: Callable[[FileResult], None],
-                 tile_progress: Callable[[Path, int, int, float], None] | None = None) -> None:
+                 tile_progress: TileProgress | None = None) -> None:
     """Denoise every job; call `record` once per job with its result (in completion order), and
     `tile_progress(src, done, total, megapixels)` while a tiled image is denoised."""
-    from denoiser.run.batch import FileResult
-
     workers = max(1, opts.workers)
     todo = iter(jobs)
     decoding: deque[tuple[Job, float, Future]] = deque()
