@@ -7,9 +7,11 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # works offline; sen
 
 
 def main() -> None:
+    from denoiser.deploy.backends import BACKEND_CHOICES
+
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--model", help="checkpoint, .onnx or .engine (default: checkpoints/default-color.safetensors)")
-    ap.add_argument("--backend", default="auto", choices=["auto", "torch", "onnxruntime", "tensorrt"])
+    ap.add_argument("--backend", default="auto", choices=BACKEND_CHOICES)
     ap.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to serve your network")
     ap.add_argument("--port", type=int, default=7860)
     ap.add_argument("--runs-dir", help="where the Train tab writes its runs (default: runs/)")

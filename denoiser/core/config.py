@@ -144,7 +144,7 @@ class TrainConfig:
 FINETUNE_LR = 1e-4
 
 # The values some config fields may take, declared once: the CLI's choices, the app's lists and
-# the modules that act on them (train.optim, core.metrics, deploy.export, deploy.quantize) read
+# the modules that act on them (train.optim, core.metrics, deploy.export, deploy.lower) read
 # them here, where importing costs nothing (`denoiser --help` must not import torch).
 CHANNELS = (1, 3)  # DataConfig.channels, ModelConfig.channels: gray, colour
 SOLVERS = ("adamw", "adam", "sgd")  # TrainConfig.solver

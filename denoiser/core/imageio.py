@@ -243,7 +243,7 @@ def _portable_exif(img: Image.Image) -> tuple[bytes | None, int]:
         return None, 1
 
 
-def quantize(arr: np.ndarray, bits: int) -> np.ndarray:
+def to_levels(arr: np.ndarray, bits: int) -> np.ndarray:
     """Float [0, 1] -> uint8/uint16, rounding to nearest, in row blocks (bounded temporaries)."""
     scale, dtype = (65535.0, np.uint16) if bits == 16 else (255.0, np.uint8)
     out = np.empty(arr.shape, dtype)
@@ -255,17 +255,17 @@ def quantize(arr: np.ndarray, bits: int) -> np.ndarray:
 
 def _with_alpha(arr: np.ndarray, alpha: np.ndarray | None, bits: int) -> np.ndarray:
     """(H, W, C) float -> (H, W, C[+1]) uint of `bits`, gray kept as one channel."""
-    colour = quantize(arr if arr.ndim == 3 else arr[..., None], bits)
+    colour = to_levels(arr if arr.ndim == 3 else arr[..., None], bits)
     if alpha is None:
         return colour
-    return np.concatenate([colour, quantize(alpha, bits)[..., None]], axis=2)
+    return np.concatenate([colour, to_levels(alpha, bits)[..., None]], axis=2)
 
 
 def to_pil(arr: np.ndarray, info: ImageInfo = ImageInfo()) -> Image.Image:
     """The inverse of `from_pil`. Pillow has no 16-bit colour mode, so only gray stays 16-bit."""
     gray = arr.ndim == 2 or arr.shape[2] == 1
     if gray and info.bits == 16 and info.alpha is None:
-        return Image.fromarray(quantize(arr.reshape(arr.shape[:2]), 16))
+        return Image.fromarray(to_levels(arr.reshape(arr.shape[:2]), 16))
     pixels = _with_alpha(arr, info.alpha, 8)
     return Image.fromarray(pixels[..., 0] if pixels.shape[2] == 1 else pixels)
 
@@ -322,4 +322,4 @@ def is_partial_output(path: Path) -> bool:
 
 
 def to_uint8(arr: np.ndarray) -> np.ndarray:
-    return quantize(arr, 8)
+    return to_levels(arr, 8)

@@ -25,7 +25,7 @@ would make the INT8 engine slower than the FP16 one), in float32 for the CPU (wh
 convolutions are slower than float32 ones).
 
 Named "lower" (one precision down the ladder), not "quantize": that word also means the
-8-bit rounding of images (imageio.to_uint8, noise.ops.quantize8) and the INT8 precision itself.
+8-bit rounding of images (imageio.to_uint8, noise.ops.round_to_8bit) and the INT8 precision itself.
 Files are written atomically (core/atomic.py): an interrupted lowering leaves no half a file.
 """
 

@@ -356,9 +356,6 @@ class TensorRTRunner:
         self._in_dtype, self._out_dtype = (dtypes[dt] for dt in io)
         self._buffers: dict[str, Any] = {}  # flat, per direction; grow to the largest shape seen
 
-    def accepts(self, shape: Sequence[int]) -> bool:
-        return len(shape) == 4 and all(lo <= s <= hi for lo, s, hi in zip(self.min_shape, shape, self.max_shape))
-
     def _buffer(self, which: str, shape: tuple[int, ...], dtype):
         import torch
 

@@ -31,7 +31,7 @@ import torch
 from denoiser.core.config import DataConfig, NoiseConfig, SynthConfig, to_dict
 from denoiser.core.data import build_training_data, list_images, to_channels, to_tensor
 from denoiser.core.imageio import ImageError, read_image, to_uint8, write_image
-from denoiser.core.noise.ops import parse_spec, quantize8, synthesize
+from denoiser.core.noise.ops import parse_spec, round_to_8bit, synthesize
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int, str], None]  # (done, total, name)
@@ -97,7 +97,7 @@ def _check_output(out: Path, clean_dirs: tuple[str, ...]) -> None:
 
 def _write_pair(out: Path, name: str, noisy: torch.Tensor, clean: torch.Tensor) -> None:
     """(C, H, W) tensors in [0, 1] -> two 8-bit PNGs under the same name."""
-    write_image(out / "noisy" / name, quantize8(noisy).permute(1, 2, 0).numpy())
+    write_image(out / "noisy" / name, round_to_8bit(noisy).permute(1, 2, 0).numpy())
     write_image(out / "clean" / name, clean.permute(1, 2, 0).numpy())
 
 

@@ -101,7 +101,7 @@ def test_each_declared_value_is_one_the_code_acts_on():
     """The declarations are not just names: every solver, schedule and loss runs, every output
     format is one the image writer knows, and the defaults are among the choices."""
     from denoiser.core.metrics import LOSSES, training_loss
-    from denoiser.deploy import quantize
+    from denoiser.deploy import lower
     from denoiser.train.optim import lr_at, make_optimizer
 
     params = [torch.nn.Parameter(torch.zeros(2))]
@@ -113,8 +113,8 @@ def test_each_declared_value_is_one_the_code_acts_on():
     x, y = torch.rand(1, 1, 16, 16), torch.rand(1, 1, 16, 16)
     for loss in config.LOSSES:
         assert training_loss(loss, 0.0, x, y) > 0
-    assert quantize.INT8_TARGETS is config.INT8_TARGETS
-    assert quantize.CALIBRATION_METHODS is config.CALIBRATION_METHODS
+    assert lower.INT8_TARGETS is config.INT8_TARGETS
+    assert lower.CALIBRATION_METHODS is config.CALIBRATION_METHODS
     for ext in CHOICE_SOURCES[("denoise", "format")]:
         assert FORMAT_BY_EXTENSION["." + ext] in EXTENSION_BY_FORMAT
     t, e = config.TrainConfig(), config.ExportConfig()

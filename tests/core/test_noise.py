@@ -16,7 +16,7 @@ from denoiser.core.noise.kinds import KINDS as OPS
 from denoiser.core.noise.ops import (
     add_gaussian,
     protocol_noisy_uint8,
-    quantize8,
+    round_to_8bit,
     synthesize,
 )
 from denoiser.core.noise.spec import (
@@ -113,8 +113,8 @@ def test_jpeg_quality_is_drawn_per_sample_and_lower_quality_hurts_more(sample_rg
 def test_a_chain_applies_its_ops_in_order():
     clean = torch.rand(2, 3, 32, 32)
     out = _noise(clean, "gaussian:10+jpeg:90")  # jpeg last: the output is 8-bit
-    assert torch.equal(out, quantize8(out))
-    assert not torch.equal(_noise(clean, "jpeg:90+gaussian:10"), quantize8(_noise(clean, "jpeg:90+gaussian:10")))
+    assert torch.equal(out, round_to_8bit(out))
+    assert not torch.equal(_noise(clean, "jpeg:90+gaussian:10"), round_to_8bit(_noise(clean, "jpeg:90+gaussian:10")))
 
 
 def test_a_mixture_gives_each_sample_one_chain_with_the_weighted_share():
@@ -143,19 +143,19 @@ def test_plain_gaussian_spec_keeps_the_random_stream_of_earlier_versions():
     sigma = 0.0 + (55.0 - 0.0) * torch.rand(3, generator=gen)
     expected = clean + torch.randn(clean.shape, generator=gen) * (sigma / 255.0).view(-1, 1, 1, 1)
     pick = torch.rand(3, generator=gen) < 0.5
-    expected = torch.where(pick.view(-1, 1, 1, 1), quantize8(expected), expected)
+    expected = torch.where(pick.view(-1, 1, 1, 1), round_to_8bit(expected), expected)
     assert torch.equal(synthesize(clean, NoiseConfig(spec="gaussian:0-55"), torch.Generator().manual_seed(5)), expected)
 
 
 def test_quantized_noise_is_8bit():
-    q = quantize8(torch.tensor([-0.2, 0.1234, 1.7]))
+    q = round_to_8bit(torch.tensor([-0.2, 0.1234, 1.7]))
     assert torch.allclose(q * 255, torch.round(q * 255)) and q.min() >= 0 and q.max() <= 1
 
 
 def test_quantize_prob_rounds_that_share_of_samples():
     clean = torch.full((200, 1, 8, 8), 0.5)
     noisy = synthesize(clean, NoiseConfig(spec="gaussian:20", quantize_prob=0.25), torch.Generator().manual_seed(0))
-    rounded = (noisy == quantize8(noisy)).all(dim=(1, 2, 3)).float().mean()
+    rounded = (noisy == round_to_8bit(noisy)).all(dim=(1, 2, 3)).float().mean()
     assert 0.17 < rounded < 0.33
 
 

@@ -12,7 +12,7 @@ from denoiser.cli.main import build_parser, main
 from denoiser.core.config import DataConfig, NoiseConfig
 from denoiser.core.data import PairedFolder, build_training_data
 from denoiser.core.noise.estimate import estimate_channel_sigmas, estimate_sigma
-from denoiser.core.noise.ops import protocol_noisy_uint8, quantize8, synthesize
+from denoiser.core.noise.ops import protocol_noisy_uint8, round_to_8bit, synthesize
 from denoiser.core.noise.spec import NOISE_KINDS, NOISE_PRESETS
 from denoiser.core.procedural import dead_leaves
 
@@ -76,7 +76,7 @@ def test_synth_crops_are_the_pairs_training_draws(clean_dir, tmp_path):
     expected = []
     for first in (0, 4):
         clean = torch.stack([dataset[i] for i in range(first, first + 4)])
-        expected += list(zip(quantize8(synthesize(clean, noise, gen)), clean))
+        expected += list(zip(round_to_8bit(synthesize(clean, noise, gen)), clean))
     for i in range(6):
         noisy, clean = (torch.from_numpy(_png(out / side / f"{i:06d}.png").copy()).permute(2, 0, 1) / 255.0
                         for side in ("noisy", "clean"))

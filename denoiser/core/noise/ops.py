@@ -3,7 +3,7 @@
 Noise is synthesized on whatever device the clean batch is on (the training GPU), so the data
 loader only has to deliver clean crops. Every op takes a `torch.Generator` living on that
 device and draws its parameters per sample from the ranges of its spec (spec.py); the same
-generator state gives the same noise. Outputs are not clipped (quantize8 does that), so their
+generator state gives the same noise. Outputs are not clipped (round_to_8bit does that), so their
 statistics are exactly the requested ones. Which function runs a kind is declared with the kind
 (kinds.py); the functions of the simple kinds live here, the camera pipeline in camera.py.
 """
@@ -34,7 +34,7 @@ from denoiser.core.noise.spec import (
 )
 
 __all__ = ["NOISE_KINDS", "noise_help", "parse_noise_spec", "parse_spec", "format_spec", "synthesize", "apply_model",
-           "op_function", "add_gaussian", "quantize8", "protocol_noisy_uint8"]
+           "op_function", "add_gaussian", "round_to_8bit", "protocol_noisy_uint8"]
 
 
 def _draw(r: tuple[float, float], n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
@@ -168,7 +168,7 @@ def apply_model(clean: torch.Tensor, model: NoiseModel, generator: torch.Generat
     return out
 
 
-def quantize8(x: torch.Tensor) -> torch.Tensor:
+def round_to_8bit(x: torch.Tensor) -> torch.Tensor:
     """What saving as an 8-bit file does: clip to [0, 1] and round to 1/255 steps."""
     return torch.round(x.clamp(0, 1) * 255.0) / 255.0
 
@@ -179,7 +179,7 @@ def synthesize(clean: torch.Tensor, cfg: NoiseConfig, generator: torch.Generator
     noisy = apply_model(clean, parse_spec(cfg.spec), generator)
     if cfg.quantize_prob > 0:
         pick = torch.rand(b, generator=generator, device=clean.device) < cfg.quantize_prob
-        noisy = torch.where(pick.view(-1, 1, 1, 1), quantize8(noisy), noisy)
+        noisy = torch.where(pick.view(-1, 1, 1, 1), round_to_8bit(noisy), noisy)
     return noisy
 
 
