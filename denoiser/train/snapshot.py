@@ -11,12 +11,8 @@ from pathlib import Path
 
 import torch
 
-from denoiser.core.checkpoint import (
-    load_checkpoint,
-    load_extra_tensors,
-    read_metadata,
-    save_checkpoint,
-)
+from denoiser.core.checkpoint import load_extra_tensors, load_model, save_checkpoint
+from denoiser.core.metadata import MetadataError
 from denoiser.train.optim import EMA
 
 
@@ -39,8 +35,7 @@ def restore(path: Path, model, opt, ema: EMA | None, gen: torch.Generator, devic
     both start from them, Adam's moments start afresh, and the noise generator is re-seeded from
     the step, so the run goes on with the same schedule but not bit for bit.
     """
-    meta = read_metadata(path)
-    loaded, _ = load_checkpoint(path, device)
+    loaded, meta = load_model(path, device)
     model.load_state_dict(loaded.state_dict())
     extra = load_extra_tensors(path, device)
     state: dict = {}
@@ -52,14 +47,17 @@ def restore(path: Path, model, opt, ema: EMA | None, gen: torch.Generator, devic
             state.setdefault(int(idx), {})[k] = v.cpu() if k == "step" else v
         elif key.startswith("ema.") and ema:
             ema.shadow[key[4:]] = v.float()
-    step = int(meta["step"])
+    if meta.step is None:  # a converted or packed-by-hand file: not where a run left off
+        raise MetadataError(f"{path}: damaged denoiser metadata (KeyError: 'step')")
+    step = meta.step
     if state:
-        opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+        opt.load_state_dict({"state": state, "param_groups": meta.param_groups})
     if "rng.noise" in extra:
         gen.set_state(extra["rng.noise"].cpu())  # generator states are CPU byte tensors on any device
     else:
-        gen.manual_seed(int(meta.get("run", {}).get("train", {}).get("seed", 0)) + 104729 * step)
-    return step, float(meta.get("elapsed_s", 0.0)), bool(state)
+        seed = (meta.run or {}).get("train", {}).get("seed", 0)  # the run config stays a plain dict
+        gen.manual_seed(int(seed) + 104729 * step)
+    return step, float(meta.elapsed_s or 0.0), bool(state)
 
 
 def pack_snapshot(snapshot: str | Path, out: str | Path, half: bool = False) -> Path:
@@ -70,14 +68,12 @@ def pack_snapshot(snapshot: str | Path, out: str | Path, half: bool = False) -> 
     state are three quarters of a snapshot and are rebuilt on resume (see `restore`). Float16
     rounds each weight by under 0.05 %, once per trip: far below what a step of training moves.
     """
-    meta = read_metadata(snapshot)
-    model, _ = load_checkpoint(snapshot)
+    model, meta = load_model(snapshot)
     extra = load_extra_tensors(snapshot)
     shadow = {k[4:]: v for k, v in extra.items() if k.startswith("ema.")}
     if shadow:
         model.load_state_dict({k: v.to(model.state_dict()[k].dtype) for k, v in shadow.items()})
-    keep = {k: v for k, v in meta.items() if k not in ("model", "format", "code_version", "param_groups")}
-    return save_checkpoint(out, model.half() if half else model, **keep, packed_from=Path(snapshot).name)
+    return save_checkpoint(out, model.half() if half else model, **meta.carried(), packed_from=Path(snapshot).name)
 
 
 def trim_metrics(run_dir: Path, step: int) -> None:

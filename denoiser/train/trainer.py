@@ -30,7 +30,7 @@ import torch
 import torch.distributed as dist
 
 from denoiser.core.atomic import atomic_write
-from denoiser.core.checkpoint import load_checkpoint, read_metadata, save_checkpoint
+from denoiser.core.checkpoint import load_model, read_checkpoint_meta, save_checkpoint
 from denoiser.core.config import RunConfig, from_dict, to_dict
 from denoiser.core.data import make_loader
 from denoiser.core.metrics import psnr, ssim, training_loss
@@ -317,7 +317,7 @@ def train(cfg: RunConfig, run_dir: str | Path, resume: bool = False, init: str |
     meta = {"run": to_dict(cfg), "parameters": count_parameters(model), "amp": amp_mode(cfg, place.device),
             "total_steps": steps if cfg.train.time_budget_s <= 0 else None}  # a time budget knows no step count
     if init_meta is not None:
-        meta["init"] = {"path": str(init), "metrics": init_meta.get("metrics")}
+        meta["init"] = {"path": str(init), "metrics": init_meta.metrics}
     log = MetricsLog(run_dir if place.main else None, cfg.train.tensorboard and place.main, callback)
     bar = Progress(steps, start.step, progress and place.main)
     trainer = Trainer(cfg, run_dir, place, model, opt, ema, gen, precision, data, loader, steps, start, meta, log, bar)
@@ -343,7 +343,7 @@ def _run_config(cfg: RunConfig, run_dir: Path, resume: bool, init: str | None, c
     if resume:  # the run folder's own config wins: resuming must not change the experiment
         cfg = resumed_config(run_dir, cfg, changes)
     elif init:  # fine-tuning keeps the starting model's architecture
-        init_model, init_meta = load_checkpoint(init)
+        init_model, init_meta = load_model(init)
         cfg = replace(cfg, model=init_model.cfg, data=replace(cfg.data, channels=init_model.cfg.channels))
     if not resume:  # presets expanded: a name like "camera" may mean another chain in a later version
         cfg = replace(cfg, noise=parse_noise_spec(cfg.noise.spec, cfg.noise.quantize_prob))
@@ -365,10 +365,11 @@ def _resume_from_snapshot(cfg: RunConfig, run_dir: Path, place: Placement, model
     # Legs of one run may differ in batch or crop (a GPU leg trains larger batches): count what
     # each leg saw, on top of what the snapshot says was seen before it.
     pixels_per_step = cfg.data.batch_size * place.world * cfg.data.crop**2
-    pixels = int(read_metadata(snapshot).get("pixels_seen", step * pixels_per_step))
+    seen = read_checkpoint_meta(snapshot).pixels_seen
+    pixels = step * pixels_per_step if seen is None else seen
     best, best_path = -math.inf, run_dir / "best.safetensors"
     if place.main and best_path.exists():
-        best = read_metadata(best_path).get("metrics", {}).get("val_psnr", best)
+        best = (read_checkpoint_meta(best_path).metrics or {}).get("val_psnr", best)
     return Start(step, elapsed_s, pixels, had_opt, best)
 
 
