@@ -6,6 +6,8 @@ uses these, so the whole pipeline (train -> checkpoint -> export) runs once per 
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -62,3 +64,17 @@ def noisy_uint8(clean: np.ndarray, sigma: float, seed: int = 0) -> np.ndarray:
     from denoiser.core.noise.ops import protocol_noisy_uint8
 
     return protocol_noisy_uint8(clean, sigma, seed)
+
+
+@pytest.fixture(params=[0o022, 0o027])
+def umask(request):
+    """Each test that takes it runs under two umasks, restored afterwards."""
+    old = os.umask(request.param)
+    try:
+        yield request.param
+    finally:
+        os.umask(old)
+
+
+def file_mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)

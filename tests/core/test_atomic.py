@@ -1,24 +1,11 @@
 """core/atomic.py: files replaced whole or not at all, pairs (artifact + sidecar) together."""
 
 import os
-import stat
 
 import pytest
+from conftest import file_mode
 
 from denoiser.core.atomic import atomic_write, atomic_write_pair, sidecar_path
-
-
-@pytest.fixture(params=[0o022, 0o027])
-def umask(request):
-    old = os.umask(request.param)
-    try:
-        yield request.param
-    finally:
-        os.umask(old)
-
-
-def mode(path) -> int:
-    return stat.S_IMODE(os.stat(path).st_mode)
 
 
 def write_pair(data: bytes, side: str):
@@ -33,7 +20,7 @@ def test_a_pair_replaces_both_files_with_the_users_mode(umask, tmp_path):
     path = tmp_path / "m.onnx"
     assert atomic_write_pair(path, write_pair(b"new", '{"v": 1}')) == path
     assert path.read_bytes() == b"new" and sidecar_path(path).read_text() == '{"v": 1}'
-    assert mode(path) == mode(sidecar_path(path)) == 0o666 & ~umask
+    assert file_mode(path) == file_mode(sidecar_path(path)) == 0o666 & ~umask
     assert sorted(os.listdir(tmp_path)) == ["m.onnx", "m.onnx.json"]  # no temp folder left
 
 
@@ -74,5 +61,5 @@ def test_no_clobber_keeps_an_existing_file(umask, tmp_path):
     atomic_write(path, lambda tmp: tmp.write_bytes(b"first"), replace=False, fsync=True)
     with pytest.raises(FileExistsError):
         atomic_write(path, lambda tmp: tmp.write_bytes(b"second"), replace=False)
-    assert path.read_bytes() == b"first" and mode(path) == 0o666 & ~umask
+    assert path.read_bytes() == b"first" and file_mode(path) == 0o666 & ~umask
     assert os.listdir(tmp_path) == ["out.png"]
