@@ -72,6 +72,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from denoiser.core.metadata import ExportSidecar, sidecar_path
     from denoiser.deploy.export import export_checkpoint
 
     if args.engine and args.precision == "int8" and args.target == "cpu":
@@ -87,13 +88,14 @@ def run(args: argparse.Namespace) -> int:
                        int8_weight_bits=args.weight_bits,
                        auto_mixed=not args.no_auto_mixed)
     side = export_checkpoint(model, out, cfg, from_fp32=args.from_fp32)
-    q = side["quality"]
-    print(f"wrote {out} ({side['precision']}; max abs diff to PyTorch at {side['check']['size']}: "
-          f"{side['check']['max_abs_diff']:.1e}); on {q['images']} at sigma {q['sigma']:g}: PSNR {q['psnr']:.3f} dB "
-          f"(FP32 {q['psnr_fp32']:.3f}, loss {q['loss_db']:.3f} dB, budget {q['budget_db']}), "
-          f"{q['psnr_vs_fp32']:.1f} dB against FP32")
-    if side.get("float_layers"):
-        print(f"layers kept out of {side['precision']}, in {side['float_precision']}: {', '.join(side['float_layers'])}")
+    s = ExportSidecar.from_dict(side, sidecar_path(out))
+    q, check = s.quality, s.check
+    print(f"wrote {out} ({s.precision}; max abs diff to PyTorch at {check.size}: "
+          f"{check.max_abs_diff:.1e}); on {q.images} at sigma {q.sigma:g}: PSNR {q.psnr:.3f} dB "
+          f"(FP32 {q.psnr_fp32:.3f}, loss {q.loss_db:.3f} dB, budget {q.budget_db}), "
+          f"{q.psnr_vs_fp32:.1f} dB against FP32")
+    if s.float_layers:
+        print(f"layers kept out of {s.precision}, in {s.float_precision}: {', '.join(s.float_layers)}")
     if args.engine:
         from denoiser.deploy.tensorrt import build_engine
 

@@ -181,6 +181,19 @@ class ExportMeta(Record):
 
 
 @dataclass(frozen=True, kw_only=True)
+class ModelMeta(Record):
+    """What running a model needs from any of its files' metadata (a checkpoint's header or an
+    export's), read alike: the model config and the export-only fields, where present."""
+
+    model: dict
+    activation_bytes_per_pixel: float | None = None
+    int8_weight_bits: int | None = None
+
+    def model_config(self, where: object = "model") -> ModelConfig:
+        return _model_config(self.model, where)
+
+
+@dataclass(frozen=True, kw_only=True)
 class SourceRef(Record):
     """Where an export came from: the checkpoint's path and SHA-256 (and its metrics)."""
 
@@ -210,6 +223,8 @@ class QualityResult(Record):
     images: str | None = None
     psnr: float | None = None
     psnr_fp32: float | None = None
+    sigma: float | None = None
+    psnr_vs_fp32: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

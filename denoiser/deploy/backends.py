@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from denoiser.core.metadata import ExportMeta
+
 if TYPE_CHECKING:
     import torch
 
@@ -102,8 +104,9 @@ class OnnxRuntimeBackend:
             raise RuntimeError(f"{Path(path).name}: ONNX Runtime cannot load this file ({first_line})") from None
         self.providers = self.session.get_providers()
         self.input_name = self.session.get_inputs()[0].name
-        self.precision = precision or meta.get("precision", "fp32")
-        self.int8_target = meta.get("int8_target") if self.precision == "int8" else None
+        record = ExportMeta.from_dict(meta, path) if meta else None  # {}: the caller named the precision
+        self.precision = precision or (record and record.precision) or "fp32"
+        self.int8_target = record.int8_target if record and self.precision == "int8" else None
 
     @staticmethod
     def available() -> bool:
@@ -137,7 +140,7 @@ class TensorRTBackend:
 
         self.runner = TensorRTRunner(engine_path)
         self.profile = self.runner.profile
-        self.precision = precision if precision not in (None, "unknown") else self.runner.meta.get("precision", "unknown")
+        self.precision = precision if precision not in (None, "unknown") else (self.runner.meta.precision or "unknown")
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         import torch

@@ -328,7 +328,7 @@ class TensorRTRunner:
         self.device = torch.device(device)
         if self.device.index is None:
             self.device = torch.device("cuda", torch.cuda.current_device())
-        self.meta = read_engine_sidecar(engine_path)
+        self.meta = read_engine_meta(engine_path)
         self._logger = _make_logger(trt)  # TensorRT keeps a pointer: it must outlive the engine
         with torch.cuda.device(self.device):
             # TensorRT works in the thread's current CUDA context: let torch create (and make

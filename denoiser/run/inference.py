@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -26,7 +26,7 @@ import numpy as np
 
 from denoiser.core.channels import adapt_channels, is_gray
 from denoiser.core.imageio import from_pil, to_pil
-from denoiser.core.metadata import ExportMeta
+from denoiser.core.metadata import ExportMeta, ModelMeta
 from denoiser.core.paths import CHECKPOINTS_DIR
 from denoiser.deploy.backends import (
     BACKEND_CHOICES,
@@ -76,23 +76,26 @@ class ModelInfo:
     alignment: int
     receptive_field: int
     precision: str
-    meta: dict
+    meta: dict  # the file's metadata as stored; read through `record`
+    record: ModelMeta = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "record", ModelMeta.from_dict(self.meta, self.path))
 
     @property
     def bytes_per_pixel(self) -> float:
         """The model's peak activation bytes per input pixel: recorded by the export (or put
         in `meta` from the checkpoint's model); exports older than that are U-Nets."""
-        if "activation_bytes_per_pixel" in self.meta:
-            return float(self.meta["activation_bytes_per_pixel"])
-        from denoiser.core.config import ModelConfig, from_dict
+        if self.record.activation_bytes_per_pixel is not None:
+            return float(self.record.activation_bytes_per_pixel)
         from denoiser.core.nets import ARCHS
 
-        cfg = from_dict(ModelConfig, self.meta.get("model", {}))
+        cfg = self.record.model_config(self.path)
         return float(ARCHS[cfg.arch].activation_bytes(cfg)) if cfg.arch in ARCHS else 4096.0  # unknown: be careful
 
     @property
     def takes_sigma(self) -> bool:
-        return bool(self.meta.get("model", {}).get(NOISE_LEVEL_KEY, False))
+        return bool(self.record.model.get(NOISE_LEVEL_KEY, False))  # a non-blind export: a key of its model config
 
 
 class Denoiser:

@@ -105,7 +105,7 @@ def with_quality(dn: Any, quality: str | None) -> Any:
     backend, kind = dn.backend, dn.info.kind
     from denoiser.deploy.cpu_features import has_vnni
 
-    if dn.info.meta.get("int8_weight_bits") == 8 and getattr(backend, "providers", ["CPU"])[0].startswith("CPU") \
+    if dn.info.record.int8_weight_bits == 8 and getattr(backend, "providers", ["CPU"])[0].startswith("CPU") \
             and not has_vnni():  # u8 x s8 pairs saturate in int16 there (lower.py)
         dn.note = (dn.note + "; " if dn.note else "") + ("this INT8 file has 8-bit weights and this CPU lacks VNNI: "
                                                          "expect errors; export with --weight-bits 7")
