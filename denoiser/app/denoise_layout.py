@@ -17,7 +17,7 @@ import gradio as gr
 from denoiser.app import denoise_tab as ui_denoise
 from denoiser.app.messages import user_error
 from denoiser.core.noise.ops import NOISE_KINDS
-from denoiser.run.inference import BACKENDS
+from denoiser.deploy.backends import BACKEND_CHOICES
 
 SAMPLE_LABELS = {"astronaut.png": "Astronaut (clean)", "camera.png": "Camera (gray, clean)",
                  "coffee.png": "Coffee (clean)", "noisy_astronaut.png": "Noisy astronaut (σ 25)"}
@@ -68,7 +68,7 @@ def _input_column(examples: list[Path], model: str, backend: str, model_choices:
     with gr.Row(equal_height=True):
         c["picker"] = gr.Dropdown(model_choices, value=model, label="Model", scale=3, elem_id="model-picker",
                                   info="checkpoints, ONNX files, engines")
-        c["backend_pick"] = gr.Dropdown(list(BACKENDS), value=backend, label="Backend", scale=1,
+        c["backend_pick"] = gr.Dropdown(list(BACKEND_CHOICES), value=backend, label="Backend", scale=1,
                                         elem_id="backend-picker")
         c["quality_pick"] = gr.Dropdown(list(ui_denoise.QUALITY_CHOICES), value="auto", label="Quality", scale=1,
                                         elem_id="quality-picker", info="fast: INT8; balanced: FP32; high: x8 ensemble")

@@ -17,11 +17,11 @@ from pathlib import Path
 
 from denoiser.bench.rows import machine, run_rows
 from denoiser.core.config import PRECISIONS
-from denoiser.run.inference import BACKENDS
+from denoiser.deploy.backends import BACKENDS
 
 SIZES = ("512x512", "1920x1080", "3840x2160")  # W x H, as people name frame sizes
 DEFAULT_SIZES = SIZES[:2]
-BENCH_BACKENDS = tuple(b for b in BACKENDS if b != "auto")  # rows name their backend; none is chosen for them
+BENCH_BACKENDS = tuple(BACKENDS)  # rows name their backend; none is chosen for them
 
 
 def prepare_artifacts(checkpoint: Path, workdir: Path, wanted: list[tuple[str, str, str]], calib_dir: str | None,

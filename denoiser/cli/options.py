@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from denoiser.run.inference import BACKENDS
+from denoiser.deploy.backends import BACKEND_CHOICES
 from denoiser.run.quality import MODE_HELP, QUALITIES
 
 
@@ -43,7 +43,7 @@ def quality_or_jpeg(text: str) -> str | int:
 
 
 def add_runtime(p: argparse.ArgumentParser, device: bool = True, tile: bool = True, jpeg_alias: bool = False) -> None:
-    p.add_argument("--backend", default="auto", choices=list(BACKENDS),
+    p.add_argument("--backend", default="auto", choices=list(BACKEND_CHOICES),
                    help="auto: TensorRT engine > PyTorch CUDA > ONNX Runtime CPU > PyTorch CPU")
     modes = "; ".join(f"{k}: {v}" for k, v in MODE_HELP.items())
     p.add_argument("--quality", type=quality_or_jpeg if jpeg_alias else quality_mode, default=None,

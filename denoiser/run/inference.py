@@ -46,7 +46,6 @@ DEFAULT_MODEL = CHECKPOINTS_DIR / "default-color.safetensors"
 # Gray means 1 channel, or 3 identical ones: scans and black-and-white photos are often saved
 # as RGB, and their noise is then the same in every channel, which is what the gray model knows.
 DEFAULT_GRAY_MODEL = CHECKPOINTS_DIR / "default-gray.safetensors"
-BACKENDS = BACKEND_CHOICES  # what --backend and the app offer (deploy/backends.py declares them)
 DEFAULT_MEMORY_MB = 1024  # activations of one backend call; whole-process peak is in BENCHMARKS.md
 # A non-blind model says so in its config ("model" metadata) and takes the noise level as one
 # extra input channel, constant sigma/255 (the FFDNet convention). Our shipped models are blind.

@@ -13,7 +13,7 @@ from denoiser.bench import speed as bench_speed
 from denoiser.cli.main import build_parser
 from denoiser.core import config
 from denoiser.core.imageio import EXTENSION_BY_FORMAT, FORMAT_BY_EXTENSION
-from denoiser.run.inference import BACKENDS
+from denoiser.deploy.backends import BACKEND_CHOICES
 from denoiser.run.quality import QUALITIES
 
 
@@ -58,8 +58,8 @@ def _choice_actions() -> dict[tuple[str, str], argparse.Action]:
 
 # Every `choices` in the CLI, and the declaration it must equal
 CHOICE_SOURCES = {
-    ("denoise", "backend"): BACKENDS,
-    ("eval", "backend"): BACKENDS,
+    ("denoise", "backend"): BACKEND_CHOICES,
+    ("eval", "backend"): BACKEND_CHOICES,
     ("denoise", "format"): [ext.lstrip(".") for ext in EXTENSION_BY_FORMAT.values()],
     ("train", "solver"): config.SOLVERS,
     ("train", "schedule"): config.SCHEDULES,
@@ -92,7 +92,7 @@ def test_quality_modes_and_bench_defaults_come_from_their_declarations():
     assert defaults["peers"] == list(bench_modes.PEER_ROWS)
     assert set(bench_modes.PEER_ROWS) <= set(bench_modes.PEER_NAMES)
     assert {n.partition("-")[0] for n in bench_modes.PEER_NAMES} == set(bench_peers.PEERS)
-    assert defaults["backends"] == [b for b in BACKENDS if b != "auto"]
+    assert defaults["backends"] == [b for b in BACKEND_CHOICES if b != "auto"]
     assert defaults["precisions"] == list(config.PRECISIONS)
     assert bench_speed.DEFAULT_SIZES == bench_speed.SIZES[:2]
 

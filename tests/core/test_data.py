@@ -188,7 +188,10 @@ def test_same_seed_same_pairs_and_loader_workers_give_different_crops():
     again = CleanCrops(CleanImages([], []), crop=24, channels=3, procedural_weight=1.0, seed=11)
     other = CleanCrops(CleanImages([], []), crop=24, channels=3, procedural_weight=1.0, seed=12)
     cfg = NoiseConfig(spec="camera|gaussian:5-50")
-    pairs = lambda d, s: synthesize(torch.stack([d[i] for i in range(4)]), cfg, torch.Generator().manual_seed(s))
+
+    def pairs(d, s):
+        return synthesize(torch.stack([d[i] for i in range(4)]), cfg, torch.Generator().manual_seed(s))
+
     assert torch.equal(pairs(ds, 0), pairs(again, 0))
     assert not torch.equal(pairs(ds, 0), pairs(other, 0)) and not torch.equal(pairs(ds, 0), pairs(ds, 1))
 
