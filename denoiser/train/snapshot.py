@@ -73,7 +73,9 @@ def pack_snapshot(snapshot: str | Path, out: str | Path, half: bool = False) -> 
     shadow = {k[4:]: v for k, v in extra.items() if k.startswith("ema.")}
     if shadow:
         model.load_state_dict({k: v.to(model.state_dict()[k].dtype) for k, v in shadow.items()})
-    return save_checkpoint(out, model.half() if half else model, **meta.carried(), packed_from=Path(snapshot).name)
+    # A packed snapshot packs again (to float16, say): its own `packed_from` gives way to this one.
+    carried = {**meta.carried(), "packed_from": Path(snapshot).name}
+    return save_checkpoint(out, model.half() if half else model, **carried)
 
 
 def trim_metrics(run_dir: Path, step: int) -> None:

@@ -413,5 +413,10 @@ def test_a_half_packed_snapshot_is_half_a_packed_one_and_resumes_in_float32(tmp_
     b, _ = load_checkpoint(half)
     for (k, v), w in zip(a.state_dict().items(), b.state_dict().values()):
         assert w.dtype == torch.float32 and torch.allclose(v, w, rtol=1e-3, atol=1e-6), k
+    again = pack_snapshot(full, tmp_path / "again.safetensors", half=True)  # a packed snapshot packs again
+    c, _ = load_checkpoint(again)
+    for w, x in zip(b.state_dict().values(), c.state_dict().values()):
+        assert torch.equal(w, x)  # the same float16 weights as packing the snapshot itself
+    assert read_metadata(again)["packed_from"] == "full.safetensors" and read_metadata(again)["step"] == 4
     (run / "last.safetensors").write_bytes(half.read_bytes())
     assert read_metadata(train(cfg, run, resume=True, progress=False))["step"] == 8
