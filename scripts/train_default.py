@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -53,6 +54,7 @@ from denoiser.core.config import (
     parse_duration,
 )
 from denoiser.core.nets import gray_from_color
+from denoiser.train.interrupt import StopOnSignal, TrainingInterrupted
 from denoiser.train.revive import hidden_channels, revive
 from denoiser.train.snapshot import pack_snapshot
 from denoiser.train.trainer import (
@@ -263,7 +265,13 @@ def main() -> None:
             leg_over.append(rec["step"])
         return bool(leg_over)
 
-    final = train(cfg, run, resume=args.resume, init=str(init) if init else None, callback=end_of_leg)
+    with StopOnSignal() as signals:  # Ctrl-C / SIGTERM (kill, a session's end): snapshot, then exit
+        try:
+            final = train(cfg, run, resume=args.resume, init=str(init) if init else None, callback=end_of_leg,
+                          interrupt=lambda: signals.requested)
+        except TrainingInterrupted as e:
+            print(f"\n{e}; continue with --resume --run {run}", file=sys.stderr)
+            raise SystemExit(e.exit_code) from None
     print(f"trained in {(time.time() - t0) / 60:.1f} min -> {final}")
     if leg_over:
         print(f"leg over at step {leg_over[0]}: the run is not done; continue it with --resume "

@@ -5,8 +5,10 @@ import importlib.util
 import json
 import math
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -185,6 +187,27 @@ def test_a_cpu_clocked_leg_counts_cpu_seconds_not_waiting(datasets, tmp_path):
         hog.kill()
     wall = read_metadata(tmp_path / "run" / "last.safetensors")["elapsed_s"]  # color-base's budget clock is wall
     assert wall >= 4.5
+
+
+def test_sigterm_stops_a_recipe_with_a_snapshot_of_the_step_it_reached(datasets, tmp_path):
+    """A leg killed by SIGTERM (a session ending, `kill`) keeps its progress: the script saves a
+    snapshot of the step it is on, not the last periodic one (every 250 steps here), and exits 143."""
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, str(REPO / "scripts/train_default.py"), "--model", "color-base",
+                             "--datasets", str(datasets), "--threads", "1", "--run", str(run_dir),
+                             "--install-as", "", "--time-budget", "1h"], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    metrics = run_dir / "metrics.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if metrics.exists() and any('"loss"' in ln for ln in metrics.read_text().splitlines()):
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 128 + signal.SIGTERM, out + err
+    step = read_metadata(run_dir / "last.safetensors")["step"]
+    assert 0 < step < 250 and f"interrupted at step {step}" in err and "--resume" in err
 
 
 def test_a_packed_leg_travels_in_git_and_resumes(datasets, tmp_path):
