@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 from denoiser.cli.options import add_runtime, noise_spec
@@ -42,5 +43,17 @@ def run(args: argparse.Namespace) -> int:
             print(f"denoiser eval: skipped {s['image']}: {s['reason']}", file=sys.stderr)
     if not args.per_image:
         result.pop("per_image")
-    print(json.dumps(result, indent=2))
+    print(json.dumps(strict_json(result), indent=2, allow_nan=False))
     return 0
+
+
+def strict_json(value):
+    """JSON has no Infinity or NaN (jq and browsers reject them): such scores print as null.
+    The one that comes up is the PSNR of identical images, the noisy input at --sigma 0."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [strict_json(v) for v in value]
+    return value

@@ -85,6 +85,18 @@ def test_eval_prints_json(tiny_checkpoint, flat_dir, capsys):
     assert result["images"] == 1 and result["sigma"] == 25 and 18 < result["psnr_noisy"] < 23
 
 
+def test_eval_at_sigma_0_prints_strict_json(tiny_checkpoint, flat_dir, capsys):
+    """The noisy input is the clean image: its PSNR is infinite, which JSON cannot hold."""
+    assert main(["eval", "--model", str(tiny_checkpoint), "--clean", str(flat_dir), "--sigma", "0", "--per-image"]) == 0
+
+    def refuse(name):
+        raise AssertionError(f"{name} in the JSON")
+
+    result = json.loads(capsys.readouterr().out, parse_constant=refuse)
+    assert result["psnr_noisy"] is None and result["psnr_gain"] is None and result["ssim_noisy"] == 1.0
+    assert result["per_image"][0]["psnr_noisy"] is None and result["psnr"] > 20
+
+
 def test_eval_takes_a_noise_spec_and_rejects_a_bad_one(tiny_checkpoint, flat_dir, capsys):
     clean = flat_dir
     assert main(["eval", "--model", str(tiny_checkpoint), "--clean", str(clean), "--noise", "camera"]) == 0
