@@ -235,7 +235,8 @@ def quantize_int8(src: str | Path, dst: str | Path, target: str, batches: list[n
         # Excluded convs read float tensors again for TensorRT. Not for the cpu target: there
         # ONNX Runtime folded each ReLU into the Q after its conv, so the float tensor is the
         # conv's output before the ReLU; the DQ output (clamped by Q) is the right input.
-        done["rewired"] = _restore_float_inputs(model, quantized_readers, exclude if trt else ())
+        done["rewired"] = _restore_float_inputs(model, quantized_readers, exclude if trt else (),
+                                                int8_sums_of=() if trt else ops)
         onnx.checker.check_model(model)
         onnx.save(model, str(tmp))
         if trt and exclude:  # the layers kept out of INT8 run in float16 (see the module docstring)
@@ -251,10 +252,19 @@ def quantize_int8(src: str | Path, dst: str | Path, target: str, batches: list[n
             "float_precision": "fp16" if trt else "fp32"}
 
 
-def _restore_float_inputs(model, quantized_readers: Sequence[str], exclude: Sequence[str] = ()) -> int:
+def _restore_float_inputs(model, quantized_readers: Sequence[str], exclude: Sequence[str] = (),
+                          int8_sums_of: Sequence[str] = ()) -> int:
     """Give every other reader of a Q/DQ'd activation (and every excluded node) the float
     tensor back (the residual subtraction must read the exact input, not its 8-bit version);
-    drop the pairs left unread."""
+    drop the pairs left unread.
+
+    Except an Add of a tensor that comes out of one of `int8_sums_of` (the cpu target's
+    quantized ops): it keeps the dequantized 8-bit tensor. Given the float one, the producer's
+    Q would go unread and ONNX Runtime would run the producer in float: every residual block's
+    second conv, whose output only the block's Add reads (in the v2 network 14 of 35
+    convolutions, 65 % of the INT8 file's time). An Add sums inside the network, where later
+    layers filter its rounding; the output's Sub (image - noise estimate) still reads float.
+    """
     g = model.graph
     producer = {o: n for n in g.node for o in n.output}
     rewired = 0
@@ -262,8 +272,11 @@ def _restore_float_inputs(model, quantized_readers: Sequence[str], exclude: Sequ
         q = producer.get(dq.input[0])
         if q is None or q.op_type != "QuantizeLinear":
             continue  # a weight: stored as an int8 initializer
+        source = producer.get(q.input[0])
+        int8_source = source is not None and source.op_type in int8_sums_of
         for n in g.node:
-            if (n.op_type not in quantized_readers or n.name in exclude) and dq.output[0] in n.input:
+            keeps_8bit = n.op_type in quantized_readers or (n.op_type == "Add" and int8_source)
+            if dq.output[0] in n.input and (n.name in exclude or not keeps_8bit):
                 n.input[:] = [q.input[0] if i == dq.output[0] else i for i in n.input]
                 rewired += 1
     read = {i for n in g.node for i in n.input} | {o.name for o in g.output}
