@@ -120,6 +120,13 @@ def test_bench_quality_tables_have_a_row_per_installed_peer(bench_run):
         assert sidd["bm3d_oracle_sigma"] == 40 and sidd["bm3d_estimated_sigma"] > 5
 
 
+def test_compare_onnx_times_files_in_turns_against_the_first(tiny_onnx):
+    out = run(str(REPO / "scripts/compare_onnx.py"), str(tiny_onnx), str(tiny_onnx), "--size", "40x24",
+              "--rounds", "2")
+    rows = [ln.strip("| ").split(" | ") for ln in out.splitlines() if ln.startswith(f"| {tiny_onnx}")]
+    assert len(rows) == 2 and rows[0][2] == "1.00x" and float(rows[1][1]) > 0 and "40x24" in out
+
+
 def test_check_targets_gives_each_measured_target_its_margin_from_the_run(bench_run, tiny_checkpoint):
     """Each row's margins are ours minus (the peer + the target's offset), read from the run's JSON;
     a row holds when none is negative, and the count at the end adds them up."""
