@@ -73,10 +73,15 @@ def onnx_for_checkpoint(path: Path, model: Any = None) -> Path:
     return atomic_write_pair(target, lambda tmp: export_onnx(model, tmp, source=source))
 
 
+# Bumped when the INT8 lowering changes what it makes of the same checkpoint, so an upgrade does
+# not keep running the old file: 2 = residual sums read 8-bit conv outputs, percentile calibration.
+INT8_RECIPE = 2
+
+
 def int8_cache_path(sha: str) -> Path:
     from denoiser.deploy.cpu_features import int8_weight_bits
 
-    return onnx_cache_dir() / f"{sha}-int8-cpu-w{int8_weight_bits()}.onnx"
+    return onnx_cache_dir() / f"{sha}-int8-cpu-w{int8_weight_bits()}-r{INT8_RECIPE}.onnx"
 
 
 def int8_ready(path: Path, side: ExportSidecar | None, sha: str) -> bool:

@@ -50,9 +50,10 @@ def test_each_mode_runs_what_it_names(modes):
 @cpu_only
 def test_int8_export_is_made_once_cached_and_records_its_check_and_reach(tiny_checkpoint, cache, modes):
     from denoiser.deploy.cpu_features import int8_weight_bits
+    from denoiser.run.export_cache import INT8_RECIPE
 
     files = sorted(cache.glob("*-int8-cpu-w*.onnx"))
-    assert len(files) == 1 and files[0].name.endswith(f"-w{int8_weight_bits()}.onnx")
+    assert len(files) == 1 and files[0].name.endswith(f"-w{int8_weight_bits()}-r{INT8_RECIPE}.onnx")
     side = json.loads(sidecar_path(files[0]).read_text())
     assert side["precision"] == "int8" and side["int8_weight_bits"] == int8_weight_bits()
     assert side["quality"]["budget_db"] == quality_mod.AUTO_INT8_MAX_LOSS_DB and "loss_db" in side["quality"]
