@@ -191,7 +191,7 @@ class ExportConfig:
     calib_sigmas: tuple[float, ...] = (5.0, 10.0, 15.0, 25.0, 35.0, 50.0)
     # minmax | percentile | entropy. Percentile (the 99.999th, ONNX Runtime's histogram): the
     # rare extreme activations no longer set the 8-bit step, which lost real-noise quality:
-    # SIDD12 -0.01 to -0.05 dB against FP32 where minmax lost -0.11 to -0.12 (BENCHMARKS.md).
+    # SIDD12's halves +0.00 to -0.05 dB against FP32 where min-max lost -0.05 to -0.14 (BENCHMARKS.md).
     calib_method: str = "percentile"
     # Mixed precision: layers (PyTorch names) kept out of the lower precision, on top of the
     # architecture's own `keep_float` (nets/__init__.py). INT8: in
