@@ -66,6 +66,18 @@ def noisy_uint8(clean: np.ndarray, sigma: float, seed: int = 0) -> np.ndarray:
     return protocol_noisy_uint8(clean, sigma, seed)
 
 
+def onnxruntime_ops(onnx_path: Path, tmp_path: Path) -> list[str]:
+    """The op types ONNX Runtime's CPU provider runs for `onnx_path`, after its own fusions
+    (DQ -> Conv -> Q becomes QLinearConv; a float Conv + Add, FusedConv)."""
+    import onnx
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.optimized_model_filepath = str(tmp_path / f"{onnx_path.stem}-optimized.onnx")
+    ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+    return [n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node]
+
+
 @pytest.fixture(params=[0o022, 0o027])
 def umask(request):
     """Each test that takes it runs under two umasks, restored afterwards."""

@@ -10,7 +10,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, onnxruntime_ops
 from safetensors.torch import load_file
 
 from denoiser.core.checkpoint import load_checkpoint, read_metadata, save_checkpoint
@@ -228,10 +228,7 @@ def test_int8_on_the_cpu_runs_every_conv_in_int8_but_its_float_layers(trained, i
     from denoiser.deploy.export import sidecar_path
 
     convs = sum(n.op_type in ("Conv", "ConvTranspose") for n in onnx.load(str(trained[arch][1])).graph.node)
-    opts = ort.SessionOptions()
-    opts.optimized_model_filepath = str(tmp_path / "optimized.onnx")
-    ort.InferenceSession(str(int8_cpu[arch]), opts, providers=["CPUExecutionProvider"])
-    ops = [n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node]
+    ops = onnxruntime_ops(int8_cpu[arch], tmp_path)
     float_layers = json.loads(sidecar_path(int8_cpu[arch]).read_text())["float_layers"]
     in_float = sum(ops.count(op) for op in ("Conv", "FusedConv", "ConvTranspose"))
     assert ops.count("QLinearConv") + in_float == convs

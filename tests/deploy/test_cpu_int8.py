@@ -15,6 +15,7 @@ from denoiser.core.config import ExportConfig
 from denoiser.deploy.cpu_features import has_vnni, int8_weight_bits, peak
 from denoiser.deploy.export import export_checkpoint, sidecar_path
 from denoiser.deploy.int8_graph import block_upsample_as_conv
+from tests.conftest import onnxruntime_ops
 
 FAST_INT8 = dict(calib_crops=8, calib_crop=64, auto_mixed=False)
 
@@ -89,10 +90,7 @@ def test_block_upsample_rewrite_is_exact(tiny_onnx, tmp_path):
 def test_cpu_int8_graph_has_no_float_upsampling(int8_files, tmp_path):
     """After ONNX Runtime's own fusions every convolution of the file runs as QLinearConv except
     the output layer (it writes the float noise estimate)."""
-    opts = ort.SessionOptions()
-    opts.optimized_model_filepath = str(tmp_path / "optimized.onnx")
-    ort.InferenceSession(str(int8_files[0]), opts, providers=["CPUExecutionProvider"])
-    ops = [n.op_type for n in onnx.load(opts.optimized_model_filepath).graph.node]
+    ops = onnxruntime_ops(int8_files[0], tmp_path)
     assert "ConvTranspose" not in ops and ops.count("DepthToSpace") >= 1
     assert ops.count("Conv") <= 1 and ops.count("QLinearConv") >= 5
 
