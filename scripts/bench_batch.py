@@ -25,6 +25,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from bench_memory import make_photo, model_path  # noqa: E402
 
+from denoiser.core.config import parse_wh  # noqa: E402
+
 
 def naive(dn, files: list[Path], out: Path) -> None:
     from denoiser.core.imageio import read_image, write_image
@@ -45,7 +47,7 @@ def pipeline(dn, files: list[Path], out: Path, workers: int) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", type=int, default=100)
-    ap.add_argument("--size", default="1000x1000", help="WIDTHxHEIGHT of each image")
+    ap.add_argument("--size", type=parse_wh, default=(1000, 1000), help="WIDTHxHEIGHT of each image")
     ap.add_argument("--ext", default="jpg", help="input and output format")
     ap.add_argument("--model", help="default: the shipped model, else a random-weight stand-in of its size")
     ap.add_argument("--backend", default="auto")
@@ -54,7 +56,7 @@ def main() -> int:
     args = ap.parse_args()
     from denoiser.run.inference import Denoiser
 
-    w, h = (int(v) for v in args.size.lower().split("x"))
+    w, h = args.size
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
         work = Path(tmp)
         dn = Denoiser.load(model_path(args.model, work), backend=args.backend)
@@ -78,7 +80,7 @@ def main() -> int:
         assert len(list((work / "naive").iterdir())) == len(list((work / "pipeline").iterdir())) == len(files)
     mp = len(files) * w * h / 1e6
     print(f"model: {dn.describe()}")
-    print(f"command: python scripts/bench_batch.py --images {args.images} --size {args.size} --ext {args.ext} "
+    print(f"command: python scripts/bench_batch.py --images {args.images} --size {w}x{h} --ext {args.ext} "
           f"--backend {args.backend} --workers {args.workers} --rounds {args.rounds}")
     print("| method | images | seconds | images/s | MP/s |")
     print("|---|---|---|---|---|")

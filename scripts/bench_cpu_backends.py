@@ -24,11 +24,13 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from bench_memory import model_path  # noqa: E402
 
+from denoiser.core.config import parse_wh  # noqa: E402
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model")
-    ap.add_argument("--size", default="1000x1000", help="WIDTHxHEIGHT")
+    ap.add_argument("--size", type=parse_wh, default=(1000, 1000), help="WIDTHxHEIGHT")
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     import numpy as np
@@ -36,7 +38,7 @@ def main() -> int:
 
     from denoiser.run.inference import Denoiser
 
-    w, h = (int(v) for v in args.size.lower().split("x"))
+    w, h = args.size
     with tempfile.TemporaryDirectory(prefix="bench-backends-") as tmp:
         model = model_path(args.model, Path(tmp))
         dns = {name: Denoiser.load(model, backend=name, memory_mb=4096) for name in ("torch", "onnxruntime")}

@@ -25,6 +25,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from denoiser.core.config import parse_wh  # noqa: E402
+
 
 def model_path(arg: str | None, workdir: Path) -> Path:
     from denoiser.run.inference import default_model_path
@@ -73,14 +75,14 @@ def run(cmd: list[str]) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", help="default: the shipped model, else a random-weight stand-in of its size")
-    ap.add_argument("--size", default="6000x4000", help="WIDTHxHEIGHT of the test photo")
+    ap.add_argument("--size", type=parse_wh, default=(6000, 4000), help="WIDTHxHEIGHT of the test photo")
     ap.add_argument("--backend", default="auto")
     ap.add_argument("--memory-mb", type=float, help="passed to the CLI (default: the CLI's)")
     ap.add_argument("--limit-gb", type=float, default=2.5, help="exit 1 if the peak is above this")
     args = ap.parse_args()
     if not Path("/usr/bin/time").exists():
         raise SystemExit("needs GNU time: apt-get install -y time")
-    w, h = (int(v) for v in args.size.lower().split("x"))
+    w, h = args.size
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
         work = Path(tmp)
         model = model_path(args.model, work)

@@ -11,26 +11,21 @@ ratios stay readable when absolute times do not. The input's channels come from 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-def parse_size(text: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be WxH, e.g. 512x512, not {text!r}") from None
-    if w < 1 or h < 1:
-        raise argparse.ArgumentTypeError(f"size must be positive, not {text!r}")
-    return w, h
+from denoiser.core.config import parse_wh  # noqa: E402
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("files", nargs="+", help="ONNX files (the first is the reference of the ratios)")
-    ap.add_argument("--size", type=parse_size, default=(512, 512), help="WxH of the input (default 512x512)")
+    ap.add_argument("--size", type=parse_wh, default=(512, 512), help="WxH of the input (default 512x512)")
     ap.add_argument("--threads", type=int, default=1, help="ONNX Runtime intra-op threads (default 1)")
     ap.add_argument("--rounds", type=int, default=5, help="timed rounds after one warm-up (default 5)")
     args = ap.parse_args()

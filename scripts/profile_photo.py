@@ -30,6 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+from denoiser.core.config import parse_wh  # noqa: E402
+
 
 class TimedRunner:
     """The backend with a stopwatch and a pixel counter (what it was asked to compute)."""
@@ -80,13 +82,13 @@ def main() -> int:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=str(ROOT / "checkpoints" / "default-color.safetensors"))
-    ap.add_argument("--size", default="4000x3000")
+    ap.add_argument("--size", type=parse_wh, default=(4000, 3000))
     ap.add_argument("--quality", nargs="+", default=["fast", "balanced"])
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: its default)")
     ap.add_argument("--no-cli", action="store_true", help="skip the fresh-process CLI run")
     args = ap.parse_args()
-    w, h = (int(v) for v in args.size.lower().split("x"))
+    w, h = args.size
     with tempfile.TemporaryDirectory(prefix="profile-photo-") as tmp:
         photo = Path(tmp) / "photo.jpg"
         make_photo(photo, w, h)

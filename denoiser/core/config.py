@@ -7,6 +7,7 @@ is how people talk about noise levels, even though images inside the package are
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 from dataclasses import dataclass, field
@@ -235,18 +236,31 @@ class EngineProfile:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
-def parse_hw(text: str) -> tuple[int, int]:
-    """ "512x768" (height x width) or "512" (square) -> (512, 768)."""
+class SizeError(argparse.ArgumentTypeError, ValueError):
+    """A size that does not parse: a ValueError to callers, its own message on argparse's command line."""
+
+
+def _parse_pair(text: str, form: str, example: str) -> tuple[int, int]:
     parts = str(text).lower().replace("*", "x").split("x")
     try:
-        hw = tuple(int(p) for p in parts)
+        pair = tuple(int(p) for p in parts)
     except ValueError:
-        raise ValueError(f"expected HxW such as 512x768, got {text!r}") from None
-    if len(hw) == 1:
-        hw = hw * 2
-    if len(hw) != 2 or min(hw) < 1:
-        raise ValueError(f"expected HxW such as 512x768 with positive sides, got {text!r}")
-    return hw  # type: ignore[return-value]
+        raise SizeError(f"expected {form} such as {example}, got {text!r}") from None
+    if len(pair) == 1:
+        pair = pair * 2
+    if len(pair) != 2 or min(pair) < 1:
+        raise SizeError(f"expected {form} such as {example} with positive sides, got {text!r}")
+    return pair  # type: ignore[return-value]
+
+
+def parse_hw(text: str) -> tuple[int, int]:
+    """ "512x768" (height x width, as engine profiles are written) or "512" (square) -> (512, 768)."""
+    return _parse_pair(text, "HxW", "512x768")
+
+
+def parse_wh(text: str) -> tuple[int, int]:
+    """ "4000x3000" (width x height, as photo sizes are written) or "512" (square) -> (4000, 3000)."""
+    return _parse_pair(text, "WxH", "4000x3000")
 
 
 @dataclass(frozen=True)

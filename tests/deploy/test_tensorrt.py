@@ -13,7 +13,7 @@ import torch
 
 from denoiser.cli.main import main
 from denoiser.core.atomic import file_sha256
-from denoiser.core.config import ExportConfig, ModelConfig, parse_hw
+from denoiser.core.config import ExportConfig, ModelConfig, parse_hw, parse_wh
 from denoiser.core.nets.unet import UNet
 from denoiser.deploy.export import export_onnx, read_onnx_metadata, sidecar_path
 from denoiser.deploy.tensorrt import (
@@ -95,8 +95,11 @@ def test_profile_padding_brings_small_inputs_to_the_minimum():
 
 def test_parse_hw_and_profile_validation():
     assert parse_hw("512x768") == (512, 768) and parse_hw("64") == (64, 64)
+    assert parse_wh("4000x3000") == (4000, 3000) and parse_wh("4000*3000") == (4000, 3000)
     with pytest.raises(ValueError, match="HxW"):
         parse_hw("big")
+    with pytest.raises(ValueError, match="WxH such as 4000x3000 with positive sides"):
+        parse_wh("0x10")
     with pytest.raises(ValueError, match="min <= opt <= max"):
         EngineProfile(min_hw=(256, 256), opt_hw=(128, 128))
     with pytest.raises(ValueError, match="batch"):

@@ -127,6 +127,15 @@ def test_compare_onnx_times_files_in_turns_against_the_first(tiny_onnx):
     assert len(rows) == 2 and rows[0][2] == "1.00x" and float(rows[1][1]) > 0 and "40x24" in out
 
 
+@pytest.mark.parametrize("script", ["compare_onnx.py", "bench_memory.py", "bench_batch.py", "bench_cpu_backends.py",
+                                    "profile_photo.py"])
+def test_bench_scripts_refuse_a_size_that_is_not_width_by_height_in_one_line(script):
+    proc = subprocess.run([sys.executable, str(REPO / "scripts" / script), "--size", "4000by3000"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "argument --size: expected WxH such as 4000x3000, got '4000by3000'" in proc.stderr
+
+
 def test_check_targets_gives_each_measured_target_its_margin_from_the_run(bench_run, tiny_checkpoint):
     """Each row's margins are ours minus (the peer + the target's offset), read from the run's JSON;
     a row holds when none is negative, and the count at the end adds them up."""
