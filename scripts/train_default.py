@@ -1,12 +1,17 @@
 """Train the shipped default models with the package's own trainer.
 
+    python scripts/train_default.py --datasets ../shared/datasets --model v2-color
+    python scripts/train_default.py --datasets ../shared/datasets --model v2-gray
+
+The two v2 recipes make the shipped checkpoints/default-color and default-gray (see the
+v2 paragraph below). The five v1 recipes made checkpoints/v1-color and v1-gray, run in this
+order (each starts from the weights of the one it names):
+
     python scripts/train_default.py --datasets ../shared/datasets --model color-base
     python scripts/train_default.py --datasets ../shared/datasets --model color
     python scripts/train_default.py --datasets ../shared/datasets --model gray
     python scripts/train_default.py --datasets ../shared/datasets --model color-polish
     python scripts/train_default.py --datasets ../shared/datasets --model gray-polish
-
-Five recipes, run in that order (each starts from the weights of the one it names):
 
 - color-base: from random weights. CBSD432 colour photos (5 % held out by name for
   validation) plus 30 % procedural dead-leaves crops; blind Gaussian noise, sigma uniform in
@@ -20,12 +25,12 @@ Five recipes, run in that order (each starts from the weights of the one it name
 - color-polish, gray-polish: continue color and gray on the same data and noise at half the
   learning rate, with an EMA of the weights (what gets saved) and channels-last tensors
   (8-20 % faster on this CPU). The validation curves of color and gray were still rising
-  when their cosine schedules ended; these are what the checkpoints/ files come from.
+  when their cosine schedules ended; checkpoints/v1-color and v1-gray come from these.
 
 - v2-color, v2-gray: the v2 architecture (V2_ARCH, chosen by scripts/study_arch.py) from
   random weights on the same data, with the camera pipeline in the noise mix, EMA, over one
   V2_HOURS-hour schedule of CPU time run in legs across sessions (--leg, --resume; --pack
-  makes the committable copy in checkpoints/wip/).
+  makes the committable copy in checkpoints/wip/). The shipped default models since issue 15.
 
 Set12 is never seen here: it is the evaluation set. Each run writes its folder (config,
 metrics, previews, snapshots); the final weights are copied to checkpoints/ unless
@@ -145,9 +150,10 @@ RECIPES: dict[str, tuple[RunConfig, tuple[str, ...], tuple[str, bool] | None]] =
     "v2-gray": (V2_GRAY, ("Train400", "CBSD432"), None),
 }
 INSTALL = {"color-base": "", "color": "", "gray": "",
-           "color-polish": "checkpoints/default-color.safetensors",
-           "gray-polish": "checkpoints/default-gray.safetensors",
-           "v2-color": "", "v2-gray": ""}  # installed by hand once they beat the shipped models
+           "color-polish": "checkpoints/v1-color.safetensors",
+           "gray-polish": "checkpoints/v1-gray.safetensors",
+           "v2-color": "checkpoints/default-color.safetensors",
+           "v2-gray": "checkpoints/default-gray.safetensors"}
 
 
 def revive_run(run: Path, recipe: RunConfig, probe_crops: int = 48) -> dict[str, int]:
@@ -186,7 +192,7 @@ def revive_run(run: Path, recipe: RunConfig, probe_crops: int = 48) -> dict[str,
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", choices=list(RECIPES), default="color-polish",
+    ap.add_argument("--model", choices=list(RECIPES), default="v2-color",
                     help="which recipe (default: color-polish)")
     ap.add_argument("--datasets", default="../shared/datasets", help="folder holding CBSD432/ and Train400/")
     ap.add_argument("--run", default=None, help="run folder to write (default: runs/default-MODEL)")

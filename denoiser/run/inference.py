@@ -41,7 +41,7 @@ from denoiser.deploy.backends import (
 from denoiser.run.tiling import denoise_tiled, plan_tiles
 
 DEFAULT_MODEL = CHECKPOINTS_DIR / "default-color.safetensors"
-# With no model named, gray images go to the shipped gray model: it is 0.1-0.3 dB better on
+# With no model named, gray images go to the shipped gray model: it is 0.4-0.5 dB better on
 # them than the colour model (checkpoints/MODEL_CARD.md). Loaded only when a gray image comes.
 # Gray means 1 channel, or 3 identical ones: scans and black-and-white photos are often saved
 # as RGB, and their noise is then the same in every channel, which is what the gray model knows.

@@ -38,10 +38,10 @@ AUTO_INT8_MAX_LOSS_DB = 0.1  # what the automatic choice of INT8 may cost on the
 # One line per mode for --help and the app; the numbers are measured (BENCHMARKS.md, "Quality modes").
 MODE_HELP = {
     "fast": "INT8 (full 8-bit weights on CPUs with VNNI), tile margins from the model's measured reach: "
-            "-0.02 dB on Set12 (sigma 25), -0.02 dB on SIDD12, 2.3-2.8x the speed of balanced",
+            "-0.06 dB on Set12 (sigma 25), -0.34 dB on SIDD12 (real noise), 2.4-2.6x the speed of balanced",
     "balanced": "FP32, the model as trained; tiles agree with the whole image exactly",
-    "high": "FP32 self-ensemble, the 8 flips/rotations of every tile averaged: +0.14 dB on Set12 (sigma 25), "
-            "+0.09 dB on SIDD12, 7-8x the time of balanced",
+    "high": "FP32 self-ensemble, the 8 flips/rotations of every tile averaged: +0.21 dB on Set12 (sigma 25), "
+            "+0.21 dB on SIDD12, 7.7-7.9x the time of balanced",
 }
 
 

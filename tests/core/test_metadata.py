@@ -53,7 +53,8 @@ def test_every_shipped_checkpoint_header_round_trips_byte_for_byte(path):
 
 
 def test_shipped_checkpoints_are_all_checked():
-    assert {p.name for p in SHIPPED} >= {"default-color.safetensors", "default-gray.safetensors"}
+    assert {p.name for p in SHIPPED} >= {"default-color.safetensors", "default-gray.safetensors",
+                                         "v1-color.safetensors", "v1-gray.safetensors"}
 
 
 def test_trained_checkpoints_round_trip_and_their_fields_are_typed(tiny_checkpoint):

@@ -111,7 +111,7 @@ def test_checkpoint_round_trip_rebuilds_the_architecture(arch, tmp_path):
 
 
 def test_checkpoints_from_before_architectures_had_names_are_unets():
-    path = REPO / "checkpoints" / "default-color.safetensors"
+    path = REPO / "checkpoints" / "v1-color.safetensors"  # the v1 default, written before `arch` existed
     meta = read_metadata(path)
     assert "arch" not in meta["model"]  # written by the code before this change
     model, _ = load_checkpoint(path)
