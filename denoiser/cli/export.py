@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from denoiser.cli.options import noise_spec
 from denoiser.core.config import (
     CALIBRATION_METHODS,
     INT8_TARGETS,
@@ -42,6 +43,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
     g.add_argument("--calib", metavar="DIR", help="int8: clean images to calibrate on, noise added on the fly "
                                                   "(default: procedural images + data/ samples not in the check set)")
     g.add_argument("--calib-crops", type=int, default=X.calib_crops, help="int8: calibration crops (default %(default)s)")
+    g.add_argument("--calib-noise", metavar="SPEC", type=lambda t: t if t == "auto" else noise_spec(t),
+                   help="int8: noise for half the calibration crops (the other half: Gaussian, sigma 5-50), as "
+                        "`denoiser train --noise` takes it, or 'auto' for the mix the checkpoint was trained on "
+                        "(default: Gaussian crops only)")
     g.add_argument("--calib-method", choices=list(CALIBRATION_METHODS), default=X.calib_method,
                    help="int8: how activation ranges are set (default %(default)s)")
     g.add_argument("--keep-float", nargs="+", default=[], metavar="LAYER",
@@ -85,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = ExportConfig(opset=args.opset, precision=args.precision, int8_target=args.target, check_dir=args.check_dir,
                        check_sigma=args.check_sigma, calib_dir=args.calib, calib_crops=args.calib_crops,
                        calib_method=args.calib_method, keep_float=tuple(args.keep_float),
+                       calib_noise=args.calib_noise,
                        int8_weight_bits=args.weight_bits,
                        auto_mixed=not args.no_auto_mixed)
     side = export_checkpoint(model, out, cfg, from_fp32=args.from_fp32)

@@ -190,6 +190,12 @@ class ExportConfig:
     calib_crops: int = 64
     calib_crop: int = 128
     calib_sigmas: tuple[float, ...] = (5.0, 10.0, 15.0, 25.0, 35.0, 50.0)
+    # A noise spec for a calib_noise_share of the crops (the rest: Gaussian at calib_sigmas);
+    # "auto": the checkpoint's own training mix where it records one. None by default: for the
+    # v2 colour model (trained half on camera noise) calibrating on its mix lost as much on real
+    # SIDD12 noise as Gaussian crops alone (BENCHMARKS.md, "INT8 calibration noise").
+    calib_noise: str | None = None
+    calib_noise_share: float = 0.5
     # minmax | percentile | entropy. Percentile (the 99.999th, ONNX Runtime's histogram): the
     # rare extreme activations no longer set the 8-bit step, which lost real-noise quality:
     # SIDD12's halves +0.00 to -0.05 dB against FP32 where min-max lost -0.05 to -0.14 (BENCHMARKS.md).

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,8 @@ from torch import nn
 from denoiser.core.atomic import atomic_write_pair, file_sha256, sidecar_path
 from denoiser.core.checkpoint import load_model
 from denoiser.core.config import PRECISIONS, ExportConfig, to_dict
-from denoiser.core.metadata import ExportMeta, ExportSidecar
+from denoiser.core.metadata import CheckpointMeta, ExportMeta, ExportSidecar
+from denoiser.core.noise.spec import parse_spec
 from denoiser.core.version import __version__
 
 INPUT_NAME, OUTPUT_NAME = "input", "output"
@@ -138,9 +140,12 @@ def _lower(model: nn.Module, fp32: Path, out: Path, cfg: ExportConfig, checks) -
     c = model.cfg.channels
     calib = imagecheck.calibration_images(cfg.calib_dir, checks)
     images = [np.round(im).astype(np.uint8) for im in imagecheck.to_model_channels(calib, c)]
-    batches = lower.calibration_batches(images, cfg.calib_crops, cfg.calib_crop, cfg.calib_sigmas, seed=1)
+    noise = None if cfg.calib_noise == "auto" else cfg.calib_noise  # no checkpoint to ask (with_training_noise)
+    batches = lower.calibration_batches(images, cfg.calib_crops, cfg.calib_crop, cfg.calib_sigmas, seed=1,
+                                        noise=noise, noise_share=cfg.calib_noise_share)
     info = {"calibration": {"images": calib.name, "files": len(calib.images), "crops": cfg.calib_crops,
-                            "crop": cfg.calib_crop, "sigmas": list(cfg.calib_sigmas), "method": cfg.calib_method}}
+                            "crop": cfg.calib_crop, "sigmas": list(cfg.calib_sigmas), "method": cfg.calib_method,
+                            "noise": noise, "noise_share": cfg.calib_noise_share if noise else 0.0}}
     info.update(lower.quantize_int8(fp32, out, cfg.int8_target, batches, keep, cfg.calib_method,
                                    weight_bits=cfg.int8_weight_bits))
     if cfg.keep_float or not cfg.auto_mixed:  # the user chose the layers
@@ -206,9 +211,24 @@ def check_quality(model: nn.Module, path: Path, cfg: ExportConfig, checks=None) 
             "passed": bool(loss <= budget), "per_image": got["per_image"], "per_image_fp32": ref["per_image"]}
 
 
+def with_training_noise(cfg: ExportConfig, meta: CheckpointMeta | None) -> ExportConfig:
+    """`cfg` with calib_noise "auto" made concrete: the noise mix the checkpoint records it was
+    trained on, where that is a spec this version parses; else None (Gaussian crops only)."""
+    if cfg.calib_noise != "auto":
+        return cfg
+    noise = ((meta.run if meta else None) or {}).get("noise")
+    spec = noise.get("spec") if isinstance(noise, dict) else None
+    try:
+        parse_spec(spec) if isinstance(spec, str) else None
+    except ValueError:  # a newer or foreign kind: calibrate as before rather than refuse to export
+        spec = None
+    return replace(cfg, calib_noise=spec if isinstance(spec, str) else None)
+
+
 def export_checkpoint(checkpoint: str | Path, out: str | Path, cfg: ExportConfig = ExportConfig(),
                       from_fp32: str | Path | None = None) -> dict:
     model, meta = load_model(checkpoint)
+    cfg = with_training_noise(cfg, meta)
     source = {"checkpoint": str(checkpoint), "sha256": file_sha256(checkpoint), "metrics": meta.metrics}
     return export_onnx(model, out, cfg, source=source, from_fp32=from_fp32)
 

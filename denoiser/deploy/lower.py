@@ -132,10 +132,15 @@ def layer_names(path_or_model) -> dict[str, str]:
 
 
 def calibration_batches(images: list[np.ndarray], crops: int, crop: int, sigmas: Sequence[float],
-                        seed: int, batch: int = 4) -> list[np.ndarray]:
+                        seed: int, batch: int = 4, noise: str | None = None,
+                        noise_share: float = 0.5) -> list[np.ndarray]:
     """Noisy float32 NCHW batches for calibration: random crops of clean uint8 (H, W, C)
     images (already in the model's channels), noise synthesized as the protocol says, with
-    sigma cycling through `sigmas` (the range a user's uploads span)."""
+    sigma cycling through `sigmas` (the range a user's uploads span).
+
+    `noise`: a noise spec (core/noise/spec.py), e.g. the mix a model was trained on, for a
+    `noise_share` of the crops, spread evenly, saved as 8-bit as users' files are.
+    """
     rng = np.random.default_rng(seed)
     picks = rng.permutation(len(images))  # spread over the whole folder, not its first files
     out = []
@@ -147,9 +152,25 @@ def calibration_batches(images: list[np.ndarray], crops: int, crop: int, sigmas:
         clean = np.ascontiguousarray(im[y:y + ch, x:x + cw])
         if clean.shape[:2] != (crop, crop):  # small image: replicate its edges up to the crop size
             clean = np.pad(clean, ((0, crop - ch), (0, crop - cw), (0, 0)), mode="edge")
+        # crop i is the spec's when the running share passes a whole crop: evenly spread, exact count
+        if noise and int((i + 1) * noise_share) > int(i * noise_share):
+            out.append(_spec_noisy(clean, noise, seed * 100_003 + i))
+            continue
         noisy = protocol_noisy_uint8(clean, float(sigmas[i % len(sigmas)]), seed * 100_003 + i)
         out.append(noisy.transpose(2, 0, 1).astype(np.float32) / 255.0)
     return [np.stack(out[i:i + batch]) for i in range(0, len(out), batch)]
+
+
+def _spec_noisy(clean_u8: np.ndarray, spec: str, seed: int) -> np.ndarray:
+    """(C, H, W) float32 in [0, 1]: `clean_u8` (H, W, C) with the spec's noise, rounded to 8 bits."""
+    import torch
+
+    from denoiser.core.config import NoiseConfig
+    from denoiser.core.noise.ops import synthesize
+
+    x = torch.from_numpy(clean_u8.transpose(2, 0, 1).astype(np.float32) / 255.0)[None]
+    noisy = synthesize(x, NoiseConfig(spec=spec, quantize_prob=1.0), torch.Generator().manual_seed(seed))
+    return noisy[0].numpy()
 
 
 class _Batches:

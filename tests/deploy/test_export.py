@@ -37,6 +37,13 @@ def test_cli_export_reports_missing_checkpoint(tmp_path, capsys):
     assert "error" in capsys.readouterr().err
 
 
+def test_cli_export_refuses_a_bad_calibration_noise_spec_before_any_work(tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "x-int8.onnx"
+    with pytest.raises(SystemExit):
+        main(["export", str(tiny_checkpoint), "--precision", "int8", "--calib-noise", "gausian:25", "-o", str(out)])
+    assert "gausian" in capsys.readouterr().err and not out.exists()
+
+
 def test_fp32_export_records_its_precision_and_psnr_on_held_out_images(tiny_onnx):
     side = json.loads(sidecar_path(tiny_onnx).read_text())
     assert side["precision"] == read_onnx_metadata(tiny_onnx)["precision"] == "fp32"

@@ -11,15 +11,17 @@ import pytest
 from conftest import DATA
 from onnx import TensorProto
 
+from denoiser.core.checkpoint import read_checkpoint_meta
 from denoiser.core.config import ExportConfig
-from denoiser.deploy.export import export_checkpoint, read_onnx_metadata, sidecar_path
+from denoiser.core.metadata import CheckpointMeta
+from denoiser.deploy.export import export_checkpoint, read_onnx_metadata, sidecar_path, with_training_noise
 from denoiser.deploy.imagecheck import (
     calibration_images,
     check_images,
     folder_images,
     sample_images,
 )
-from denoiser.deploy.lower import layer_names, zero_points
+from denoiser.deploy.lower import calibration_batches, layer_names, zero_points
 from denoiser.run.inference import Denoiser
 
 FAST_INT8 = dict(calib_crops=8, calib_crop=64)  # enough for a tiny model, quick on 2 cores
@@ -166,6 +168,45 @@ def test_calibration_never_uses_the_check_images():
     assert not any("noisy_" in f for f in checks.files)  # a noisy file is not a clean reference
     with pytest.raises(ValueError, match="no calibration images left"):
         calibration_images(DATA, folder_images(DATA))
+
+
+@pytest.mark.parametrize("share", [0.25, 0.5, 1.0])
+def test_calibration_crops_carry_the_noise_spec_in_their_share(share):
+    flat = [np.full((80, 70, 3), 128, np.uint8), np.full((90, 100, 3), 128, np.uint8)]
+    # "gaussian:0" leaves its crops clean, so they are the only constant ones
+    batches = calibration_batches(flat, 12, 64, (5.0, 25.0), seed=3, noise="gaussian:0", noise_share=share)
+    crops = np.concatenate(batches)
+    assert crops.shape == (12, 3, 64, 64) and crops.dtype == np.float32
+    assert np.array_equal(np.round(crops * 255), crops * 255)  # 8-bit values, as users' files have
+    clean = [bool(np.all(c == np.float32(128 / 255))) for c in crops]
+    assert sum(clean) == round(12 * share)
+    assert not any(clean[: int(1 / share) - 1])  # spread evenly: the first ones are the protocol's
+    again = np.concatenate(calibration_batches(flat, 12, 64, (5.0, 25.0), seed=3, noise="gaussian:0",
+                                               noise_share=share))
+    assert np.array_equal(crops, again)  # seeded: an export calibrates the same way twice
+    gaussian_only = np.concatenate(calibration_batches(flat, 12, 64, (5.0, 25.0), seed=3))
+    assert not any(bool(np.all(c == np.float32(128 / 255))) for c in gaussian_only)
+
+
+def test_int8_calibration_noise_auto_is_the_checkpoints_training_mix(ladder, tiny_checkpoint, tiny_onnx, tmp_path):
+    assert _side(ladder["int8-cpu"])["lowering"]["calibration"]["noise"] is None  # default: Gaussian crops only
+    out = tmp_path / "tiny-int8-mix.onnx"
+    export_checkpoint(tiny_checkpoint, out, ExportConfig(precision="int8", int8_target="cpu", calib_noise="auto",
+                                                         auto_mixed=False, **FAST_INT8), from_fp32=tiny_onnx)
+    calib = _side(out)["lowering"]["calibration"]
+    assert calib["noise"] == read_checkpoint_meta(tiny_checkpoint).run["noise"]["spec"] and calib["noise_share"] == 0.5
+    assert _side(out)["quality"]["passed"]
+
+
+def test_training_noise_resolution():
+    meta = CheckpointMeta(format="denoiser", run={"noise": {"spec": "gaussian:0-75|camera"}})
+    auto = ExportConfig(precision="int8", calib_noise="auto")
+    assert with_training_noise(auto, meta).calib_noise == "gaussian:0-75|camera"
+    assert with_training_noise(ExportConfig(calib_noise=None), meta).calib_noise is None  # asked for Gaussian
+    assert with_training_noise(ExportConfig(calib_noise="poisson-gaussian"), meta).calib_noise == "poisson-gaussian"
+    for run in (None, {}, {"noise": "gaussian"}, {"noise": {"spec": "hologram:3"}}):  # none, or not one we parse
+        assert with_training_noise(auto, CheckpointMeta(format="denoiser", run=run)).calib_noise is None
+    assert with_training_noise(auto, None).calib_noise is None
 
 
 def test_lowering_refuses_an_fp32_file_of_other_weights(tiny_checkpoint, tiny_onnx, tmp_path):
