@@ -188,6 +188,31 @@ def test_polish_recipe_continues_its_model_with_ema_and_channels_last(tiny_check
     assert meta["run"]["data"]["clean_dirs"] == [str(datasets / "CBSD432")]
 
 
+def test_l2_polish_recipe_fine_tunes_its_start_model_with_mse(tiny_checkpoint, datasets, tmp_path):
+    out = run(str(REPO / "scripts/train_default.py"), "--model", "v2-color-l2", "--datasets", str(datasets),
+              "--init", str(tiny_checkpoint), "--time-budget", "2s", "--threads", "1", "--run", str(tmp_path / "run"),
+              "--install-as", str(tmp_path / "color.safetensors"))
+    assert "installed as" in out
+    meta = read_metadata(tmp_path / "color.safetensors")
+    t = meta["run"]["train"]
+    assert meta["init"]["path"] == str(tiny_checkpoint) and (t["loss"], t["lr"], t["ema"]) == ("l2", 2e-5, 0.999)
+    assert t["budget_clock"] == "cpu" and meta["run"]["noise"]["spec"].startswith("gaussian:0-75@2|camera")
+
+
+def test_study_calib_scores_each_int8_calibration_beside_fp32(tiny_checkpoint, tmp_path):
+    datasets = make_bench_datasets(tmp_path / "bench-datasets")
+    out = run(str(REPO / "scripts/study_calib.py"), str(tiny_checkpoint), "--datasets", str(datasets),
+              "--shares", "0", "0.5", "--json", str(tmp_path / "c.json"))
+    rows = json.loads((tmp_path / "c.json").read_text())["rows"]
+    assert list(rows) == ["FP32", "INT8, training mix in 0% of the crops", "INT8, training mix in 50% of the crops"]
+    cols = ["Set12 σ15", "Set12 σ25", "Set12 σ50", "CBSD σ15", "CBSD σ25", "CBSD σ50", "SIDD12"]
+    for name in list(rows)[1:]:
+        assert all(abs(rows[name][c] - rows["FP32"][c]) < 1.0 for c in cols)  # INT8 of the same model
+        assert -0.2 <= rows[name]["check dB"] <= 0.05
+    table = [line for line in out.splitlines() if line.startswith("| ")]
+    assert len(table) == 1 + 3 and "SIDD 00-05 (choice)" in table[0]  # header, FP32, two INT8 rows
+
+
 def test_model_scores_prints_the_card_table(tiny_checkpoint, datasets, tmp_path):
     out = run(str(REPO / "scripts/model_scores.py"), str(tiny_checkpoint), "--clean", str(datasets / "Set12"),
               "--sigmas", "25", "0", "--noises", "camera", "--json", str(tmp_path / "s.json"))
