@@ -38,7 +38,8 @@ AUTO_INT8_MAX_LOSS_DB = 0.1  # what the automatic choice of INT8 may cost on the
 # One line per mode for --help and the app; the numbers are measured (BENCHMARKS.md, "Quality modes").
 MODE_HELP = {
     "fast": "INT8 (full 8-bit weights on CPUs with VNNI), tile margins from the model's measured reach: "
-            "-0.06 dB on Set12 (sigma 25), -0.34 dB on SIDD12 (real noise), 2.4-2.6x the speed of balanced",
+            "-0.06 dB on Set12 (sigma 25), -0.34 dB on SIDD12 (real noise; on its cleanest photos), "
+            "2.4-2.6x the speed of balanced with VNNI, 1.5x without",
     "balanced": "FP32, the model as trained; tiles agree with the whole image exactly",
     "high": "FP32 self-ensemble, the 8 flips/rotations of every tile averaged: +0.21 dB on Set12 (sigma 25), "
             "+0.21 dB on SIDD12, 7.7-7.9x the time of balanced",
