@@ -47,7 +47,8 @@ def test_every_shipped_checkpoint_header_round_trips_byte_for_byte(path):
     raw = raw_header(path)
     meta = read_checkpoint_meta(path)
     assert json.dumps(meta.to_dict()) == raw and read_metadata(path) == json.loads(raw)
-    assert meta.format == "denoiser-checkpoint-v1" and meta.step >= 4000 and meta.extra == {}
+    # a trained model or a packed leg of one (checkpoints/wip): it ran steps and names its run
+    assert meta.format == "denoiser-checkpoint-v1" and meta.step > 0 and meta.extra == {}
     # written before `arch` existed, or after: the config reads the same either way
     assert meta.model_config().channels == meta.run["model"]["channels"] in (1, 3)
 

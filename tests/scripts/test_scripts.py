@@ -263,7 +263,9 @@ def test_a_cpu_clocked_leg_counts_cpu_seconds_not_waiting(datasets, tmp_path):
     finally:
         hog.kill()
     wall = read_metadata(tmp_path / "run" / "last.safetensors")["elapsed_s"]  # color-base's budget clock is wall
-    assert wall >= 4.5
+    # Sharing is per thread, so the leg's process may get more than half the core (measured 4.4 s
+    # in one CI run); a wall-clock leg of 4 s, start-up included, stays under 4 s of training.
+    assert wall >= 4.2
 
 
 def test_sigterm_stops_a_recipe_with_a_snapshot_of_the_step_it_reached(datasets, tmp_path):
