@@ -71,11 +71,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="also write the rows here")
     args = ap.parse_args(argv)
     from denoiser.core.checkpoint import read_checkpoint_meta
+    from denoiser.core.config import ExportConfig
+    from denoiser.deploy.export import with_training_noise
     from denoiser.run.export_cache import onnx_for_checkpoint
     from denoiser.run.inference import Denoiser
 
     meta = read_checkpoint_meta(args.checkpoint)
-    spec = ((meta.run or {}).get("noise") or {}).get("spec")
+    spec = with_training_noise(ExportConfig(calib_noise="auto"), meta).calib_noise
     if not spec:
         raise SystemExit(f"{args.checkpoint} records no training noise mix")
     colour = meta.model_config().channels == 3

@@ -218,11 +218,13 @@ def with_training_noise(cfg: ExportConfig, meta: CheckpointMeta | None) -> Expor
         return cfg
     noise = ((meta.run if meta else None) or {}).get("noise")
     spec = noise.get("spec") if isinstance(noise, dict) else None
+    if not isinstance(spec, str):
+        return replace(cfg, calib_noise=None)
     try:
-        parse_spec(spec) if isinstance(spec, str) else None
+        parse_spec(spec)
     except ValueError:  # a newer or foreign kind: calibrate as before rather than refuse to export
-        spec = None
-    return replace(cfg, calib_noise=spec if isinstance(spec, str) else None)
+        return replace(cfg, calib_noise=None)
+    return replace(cfg, calib_noise=spec)
 
 
 def export_checkpoint(checkpoint: str | Path, out: str | Path, cfg: ExportConfig = ExportConfig(),
